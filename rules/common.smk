@@ -1,0 +1,71 @@
+from snakemake.utils import validate
+
+validate(config, "../workflow/schemas/config.schema.yaml")
+
+DATASET = config["dataset"]
+DATA_DIR = config["data_dir"]
+WEIGHTS_DIR = config["weights_dir"]
+SYNTHETIC = config["synthetic"]["enabled"]
+SUBJECTS = [f"{s:02d}" for s in config["subjects"]]
+SEEDS = config["seeds"]
+BRAIN_ENCODERS = config["brain_encoders"]
+PAIRS = config["pairs"]
+IMAGE_ENCODERS = sorted({p[k] for p in PAIRS for k in ("aligned", "unaligned")})
+N_SESSIONS = config["preprocess"]["n_sessions"]
+GPU = config["resources"]["gpu"]
+
+RUN = "results/runs/{dataset}/sub-{subject}/{brain_encoder}/{image_encoder}/seed-{seed}"
+FIGURES = {
+    "retrieval_aligned_vs_unaligned": "results/figures/retrieval_aligned_vs_unaligned.png",
+}
+
+
+wildcard_constraints:
+    dataset=r"[A-Za-z0-9_.\-]+",
+    subject=r"\d\d",
+    seed=r"\d+",
+    brain_encoder="|".join(BRAIN_ENCODERS),
+    image_encoder="|".join(IMAGE_ENCODERS),
+
+
+def raw_paths(subject):
+    """The raw session files of one subject (subject may be the "{subject}" wildcard)."""
+    return [
+        f"{DATA_DIR}/raw_eeg/sub-{subject}/ses-{s:02d}/raw_eeg_{part}.npy"
+        for s in range(1, N_SESSIONS + 1)
+        for part in ("training", "test")
+    ]
+
+
+def raw_files(wildcards):
+    return raw_paths(wildcards.subject)
+
+
+def image_metadata():
+    return f"{DATA_DIR}/images/image_metadata.npy"
+
+
+def encoder_weights(wildcards):
+    """Weights of synthetic encoders are made by the workflow; real ones are fetched on use."""
+    if SYNTHETIC and wildcards.image_encoder.startswith("synth_"):
+        return [
+            f"{WEIGHTS_DIR}/synth_resnet18.pt",
+            f"{WEIGHTS_DIR}/synth_resnet18_glocal.pt",
+        ]
+    return []
+
+
+def run_results(wildcards=None):
+    """Every run's retrieval result: subjects x brain encoders x image encoders x seeds."""
+    return expand(
+        f"{RUN}/retrieval.json",
+        dataset=DATASET,
+        subject=SUBJECTS,
+        brain_encoder=BRAIN_ENCODERS,
+        image_encoder=IMAGE_ENCODERS,
+        seed=SEEDS,
+    )
+
+
+def recipe(wildcards):
+    return config["train"]["recipes"][wildcards.brain_encoder]

@@ -1,0 +1,175 @@
+"""`visdecode <stage>`: every pipeline stage from the shell; the Snakemake rules call the same code."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+import yaml
+
+from visdecode.errors import InputError
+from visdecode.io import setup_logging
+
+log = logging.getLogger("visdecode")
+
+
+def _synth(a: argparse.Namespace) -> None:
+    from visdecode import synth
+
+    cfg = synth.WorldConfig.from_dict(yaml.safe_load(a.world) if a.world else {})
+    root = Path(a.root)
+    if a.part in ("images", "all"):
+        synth.write_images_atomic(root, cfg)
+    if a.part in ("encoders", "all"):
+        fit = synth.write_encoders(root)
+        log.info("synthetic encoder pair written: %s", fit)
+    if a.part in ("eeg", "all"):
+        subjects = a.subject or range(1, cfg.n_subjects + 1)
+        for subject in subjects:
+            synth.write_subject(root, subject, cfg)
+
+
+def _preprocess(a: argparse.Namespace) -> None:
+    from visdecode import preprocess
+
+    params = preprocess.Params(
+        mvnn=a.mvnn,
+        cov_fit=a.cov_fit,
+        channels=a.channels,
+        tmin=a.tmin,
+        tmax=a.tmax,
+        baseline=(None if a.baseline[0] == "none" else float(a.baseline[0]), float(a.baseline[1])),
+        sfreq=a.sfreq,
+        drop_samples=a.drop_samples,
+        train_reps=a.train_reps,
+        test_reps=a.test_reps,
+        n_sessions=a.sessions,
+        seed=a.seed,
+    )
+    preprocess.run(a.raw_dir, a.subject, a.out, params)
+
+
+def _embed(a: argparse.Namespace) -> None:
+    from visdecode import embed
+
+    embed.run(a.encoder, a.images_dir, a.weights_dir, a.out, a.batch_size, a.workers)
+
+
+def _train(a: argparse.Namespace) -> None:
+    from visdecode import train
+
+    recipe = train.Recipe(**(yaml.safe_load(a.recipe) if a.recipe else {}))
+    train.run(a.brain, a.embeddings, a.brain_encoder, a.seed, a.out_dir, recipe, a.threads)
+
+
+def _evaluate(a: argparse.Namespace) -> None:
+    from visdecode import evaluate
+
+    meta = json.loads(a.meta) if a.meta else {}
+    result = evaluate.run(a.model, a.brain, a.embeddings, a.out, meta, a.n_way)
+    print(json.dumps(result))
+
+
+def _table(a: argparse.Namespace) -> None:
+    from visdecode import evaluate
+
+    pairs = yaml.safe_load(Path(a.pairs).read_text())
+    evaluate.table(a.runs, pairs, a.out)
+
+
+def _figures(a: argparse.Namespace) -> None:
+    from visdecode import figures
+
+    figures.aligned_vs_unaligned(a.table, a.out)
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="visdecode", description=__doc__)
+    p.add_argument("--log", help="also write the log to this file")
+    sub = p.add_subparsers(dest="stage", required=True, metavar="STAGE")
+
+    s = sub.add_parser("synth", help="write the synthetic THINGS-EEG2 world")
+    s.add_argument("part", choices=["images", "encoders", "eeg", "all"])
+    s.add_argument("--root", required=True, help="data set root to write")
+    s.add_argument("--world", help="YAML/JSON mapping of world options (config: synthetic)")
+    s.add_argument("--subject", type=int, action="append", help="subject(s) for 'eeg'")
+    s.set_defaults(func=_synth)
+
+    s = sub.add_parser("preprocess", help="raw sessions -> epochs -> MVNN -> HDF5")
+    s.add_argument("--raw-dir", required=True, help="data set root (holds raw_eeg/, images/)")
+    s.add_argument("--subject", type=int, required=True)
+    s.add_argument("--out", required=True, help="output HDF5 file")
+    s.add_argument("--mvnn", default="epochs", choices=["epochs", "time", "none"])
+    s.add_argument("--cov-fit", default="train", choices=["train", "both"])
+    s.add_argument("--channels", default="all", choices=["all", "occipito-parietal"])
+    s.add_argument("--tmin", type=float, default=-0.2)
+    s.add_argument("--tmax", type=float, default=1.0)
+    s.add_argument(
+        "--baseline", nargs=2, default=["none", "0"], metavar=("START", "END"),
+        help="baseline window in s; START 'none' = from the epoch start",
+    )  # fmt: skip
+    s.add_argument("--sfreq", type=float, default=250.0, help="output sampling rate (Hz)")
+    s.add_argument("--drop-samples", type=int, default=50, help="samples dropped at the start")
+    s.add_argument("--train-reps", type=int, default=2, help="repetitions kept per session")
+    s.add_argument("--test-reps", type=int, default=20, help="repetitions kept per session")
+    s.add_argument("--sessions", type=int, default=4)
+    s.add_argument("--seed", type=int, default=20200220, help="repetition-selection seed")
+    s.set_defaults(func=_preprocess)
+
+    s = sub.add_parser("embed", help="image embeddings of one encoder -> HDF5")
+    s.add_argument("--encoder", required=True)
+    s.add_argument("--images-dir", required=True)
+    s.add_argument("--weights-dir", required=True)
+    s.add_argument("--out", required=True)
+    s.add_argument("--batch-size", type=int, default=64)
+    s.add_argument("--workers", type=int, default=0, help="JPEG-decoding processes")
+    s.set_defaults(func=_embed)
+
+    s = sub.add_parser("train", help="train a brain encoder with symmetric InfoNCE")
+    s.add_argument("--brain", required=True, help="preprocessed HDF5")
+    s.add_argument("--embeddings", required=True, help="image embeddings HDF5")
+    s.add_argument("--brain-encoder", default="nice")
+    s.add_argument("--seed", type=int, required=True)
+    s.add_argument("--out-dir", required=True)
+    s.add_argument("--recipe", help="YAML/JSON mapping: epochs, batch_size, lr, ...")
+    s.add_argument("--threads", type=int, default=1)
+    s.set_defaults(func=_train)
+
+    s = sub.add_parser("evaluate", help="n-way retrieval of one trained run")
+    s.add_argument("--model", required=True)
+    s.add_argument("--brain", required=True)
+    s.add_argument("--embeddings", required=True)
+    s.add_argument("--out", required=True, help="JSON result")
+    s.add_argument("--n-way", type=int, help="default: all test images")
+    s.add_argument("--meta", help="JSON mapping stored with the result")
+    s.set_defaults(func=_evaluate)
+
+    s = sub.add_parser("table", help="collect run results into the tidy retrieval table")
+    s.add_argument("--runs", nargs="+", required=True)
+    s.add_argument("--pairs", required=True, help="YAML list of {name, aligned, unaligned}")
+    s.add_argument("--out", required=True)
+    s.set_defaults(func=_table)
+
+    s = sub.add_parser("figures", help="aligned vs unaligned figure from the table")
+    s.add_argument("--table", required=True)
+    s.add_argument("--out", required=True)
+    s.set_defaults(func=_figures)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    setup_logging(args.log)
+    try:
+        args.func(args)
+    except InputError as err:
+        print(f"visdecode {args.stage}: error: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,139 @@
+"""Stage `embed`: one frozen image encoder over a data set's images -> one HDF5 cache file.
+
+Output: `train` (n_train, D) and `test` (n_test, D) float32, raw (not centred or normalised;
+that happens at training time, as in AlignVis), `train_files`/`test_files`, and the encoder's
+identity, preprocessing and weights checksum as attributes.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import h5py
+import numpy as np
+import torch
+from PIL import Image
+from torch.utils.data import DataLoader, Dataset
+from torchvision import transforms
+from tqdm import tqdm
+
+from visdecode import image_encoders, things_eeg2
+from visdecode.errors import InputError
+from visdecode.io import atomic_path, set_attrs
+
+log = logging.getLogger(__name__)
+
+
+class ImageFiles(Dataset):
+    def __init__(self, paths: list[Path], transform):
+        self.paths = paths
+        self.transform = transform
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, i: int) -> torch.Tensor:
+        with Image.open(self.paths[i]) as img:
+            return self.transform(img.convert("RGB"))
+
+
+def preprocessing(spec: image_encoders.EncoderSpec) -> transforms.Compose:
+    return transforms.Compose(
+        [
+            transforms.Resize(spec.image_size, interpolation=transforms.InterpolationMode.BICUBIC),
+            transforms.CenterCrop(spec.image_size),
+            transforms.ToTensor(),
+            transforms.Normalize(spec.mean, spec.std),
+        ]
+    )
+
+
+def device_default() -> torch.device:
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+@torch.inference_mode()
+def embed_paths(
+    model: torch.nn.Module,
+    spec: image_encoders.EncoderSpec,
+    paths: list[Path],
+    batch_size: int = 64,
+    workers: int = 0,
+    device: torch.device | None = None,
+    desc: str = "embed",
+) -> np.ndarray:
+    """Batched inference; JPEG decoding in `workers` processes; bf16 + channels-last on GPU."""
+    missing = [p for p in paths if not Path(p).is_file()]
+    if missing:
+        raise InputError(f"{missing[0]}: image not found ({len(missing)} missing in all)")
+    device = device or device_default()
+    cuda = device.type == "cuda"
+    model = model.to(device)
+    if cuda:
+        model = model.to(memory_format=torch.channels_last)
+    loader = DataLoader(
+        ImageFiles(paths, preprocessing(spec)),
+        batch_size=batch_size,
+        num_workers=workers,
+        pin_memory=cuda,
+    )
+    out = np.empty((len(paths), spec.dim), dtype=np.float32)
+    i = 0
+    for batch in tqdm(loader, desc=desc, unit="batch", mininterval=2):
+        batch = batch.to(device, non_blocking=True)
+        if cuda:
+            batch = batch.to(memory_format=torch.channels_last)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cuda):
+            emb = model(batch)
+        out[i : i + len(batch)] = emb.float().cpu().numpy()
+        i += len(batch)
+    return out
+
+
+def run(
+    encoder: str,
+    images_dir: Path | str,
+    weights_dir: Path | str,
+    out: Path | str,
+    batch_size: int = 64,
+    workers: int = 0,
+) -> None:
+    spec = image_encoders.get(encoder)
+    images_dir, weights_dir = Path(images_dir), Path(weights_dir)
+    if spec.synthetic:
+        log.warning(
+            "image encoder %s uses RANDOM-INITIALISED weights: valid for the synthetic "
+            "world only, never for real data",
+            encoder,
+        )
+    meta = things_eeg2.load_image_metadata(images_dir / "image_metadata.npy")
+    model = spec.build(weights_dir)
+    device = device_default()
+    log.info("embedding with %s (%s) on %s", encoder, spec.weights, device)
+    result = {}
+    for part, key in (("training", "train"), ("test", "test")):
+        paths = things_eeg2.image_paths(images_dir, meta, part)
+        result[key] = embed_paths(model, spec, paths, batch_size, workers, device, desc=key)
+        result[f"{key}_files"] = [str(p.relative_to(images_dir)) for p in paths]
+        log.info("%s: %d images -> %s", key, len(paths), result[key].shape)
+    with atomic_path(out) as tmp, h5py.File(tmp, "w") as f:
+        for key in ("train", "test"):
+            f.create_dataset(key, data=result[key])
+            f.create_dataset(f"{key}_files", data=result[f"{key}_files"])
+        set_attrs(
+            f,
+            {
+                "encoder": spec.name,
+                "dim": spec.dim,
+                "weights": spec.weights,
+                "weights_sha256": image_encoders.weights_checksum(spec, weights_dir),
+                "synthetic": spec.synthetic,
+                "preprocessing": (
+                    f"resize {spec.image_size} bicubic, centre crop {spec.image_size}, "
+                    f"normalise mean={spec.mean} std={spec.std}"
+                ),
+                "images_dir": str(images_dir),
+            },
+        )
+

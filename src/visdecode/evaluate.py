@@ -1,0 +1,85 @@
+"""Stage `evaluate`: zero-shot n-way retrieval over the test images, and the tidy table.
+
+Per run: every test query (EEG averaged over all its repetitions) is scored against the gallery
+of test-image embeddings by cosine similarity; top-k = the true image ranks within the first k.
+n-way < number of test images draws, per query, n-1 random distractors (seeded), as is usual.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from visdecode import brain_data, train
+from visdecode.io import atomic_path
+
+TABLE_COLUMNS = [
+    "dataset", "subject", "brain_encoder", "image_encoder", "alignment", "pair", "seed",
+    "n_way", "top1", "top5",
+]  # fmt: skip
+
+
+def topk_accuracy(sim: np.ndarray, ks=(1, 5), n_way: int | None = None, seed: int = 0) -> dict:
+    """sim (queries, gallery) with query i matching gallery item i."""
+    n = sim.shape[0]
+    n_way = n if n_way is None else n_way
+    if n_way > n:
+        raise ValueError(f"n_way {n_way} exceeds the {n} test images")
+    true = np.diag(sim)
+    if n_way == n:
+        rank = (sim > true[:, None]).sum(axis=1)
+    else:
+        rng = np.random.default_rng(seed)
+        rank = np.empty(n, dtype=int)
+        for i in range(n):
+            others = rng.choice(np.delete(np.arange(n), i), n_way - 1, replace=False)
+            rank[i] = (sim[i, others] > true[i]).sum()
+    return {f"top{k}": float((rank < k).mean()) for k in ks}
+
+
+@torch.no_grad()
+def retrieve(model_path: Path | str, brain: Path | str, embeddings: Path | str) -> np.ndarray:
+    """Cosine similarities (test queries x test images) for one trained run."""
+    model, _ = train.load_model(model_path, torch.device("cpu"))
+    x = torch.from_numpy(brain_data.load_averaged(brain, "test"))
+    emb = brain_data.load_embeddings(embeddings)
+    _, w = brain_data.centre_normalise(emb["train"], emb["test"])
+    v = torch.nn.functional.normalize(model(x), dim=1).numpy()
+    return v @ w.T
+
+
+def run(
+    model_path: Path | str,
+    brain: Path | str,
+    embeddings: Path | str,
+    out: Path | str,
+    meta: dict,
+    n_way: int | None = None,
+) -> dict:
+    sim = retrieve(model_path, brain, embeddings)
+    n_way = sim.shape[0] if n_way is None else n_way
+    result = {**meta, "n_way": n_way, **topk_accuracy(sim, n_way=n_way, seed=meta.get("seed", 0))}
+    with atomic_path(out) as tmp, open(tmp, "w") as fh:
+        json.dump(result, fh, indent=1)
+    return result
+
+
+def table(run_files: list[Path | str], pairs: list[dict], out: Path | str) -> pd.DataFrame:
+    """One row per run and pair membership: the tidy retrieval table."""
+    rows = []
+    for path in run_files:
+        with open(path) as fh:
+            res = json.load(fh)
+        for pair in pairs:
+            for alignment in ("aligned", "unaligned"):
+                if pair[alignment] == res["image_encoder"]:
+                    rows.append({**res, "alignment": alignment, "pair": pair["name"]})
+    df = pd.DataFrame(rows, columns=TABLE_COLUMNS)
+    df = df.sort_values(["dataset", "pair", "brain_encoder", "subject", "alignment", "seed"])
+    with atomic_path(out) as tmp:
+        df.to_csv(tmp, index=False)
+    return df

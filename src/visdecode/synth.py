@@ -1,0 +1,460 @@
+"""The embedded synthetic world: THINGS-EEG2 in its exact on-disk format, with a planted signal.
+
+What is planted (and saved in `synthetic_truth.h5` so tests can check it is recovered):
+
+* Every image is drawn from a vector of perceptual features ``p`` (``FEATURES``): the object's
+  colour (two opponent axes), lightness, size, position, stripe frequency and orientation, its
+  shape's compactness, and the background lightness. Concepts fix the shape, a base hue and a
+  stripe frequency; images of a concept vary the rest. Each image also carries *nuisance
+  clutter* (random coloured blobs) that is not part of ``p``: image encoders see it, the
+  planted brain response ignores it.
+* The EEG response to an image is ``sum_k p_k * A[:, k] * h_k(t - onset)``, one scalp
+  topography ``A[:, k]`` (a smooth blob over posterior channels) and one waveform ``h_k`` (a
+  bump at a feature-specific latency, 80-350 ms) per feature, plus a generic visual evoked
+  response. Onsets are 200 ms apart, so responses overlap, as in the real RSVP design.
+* Noise is spatially correlated (a smooth covariance over the electrode positions) and
+  temporally coloured (AR(1) plus an occipital 10 Hz rhythm), so noise normalisation matters.
+* An aligned/unaligned encoder pair: ``synth_resnet18`` is a timm ResNet-18 with *random*
+  seeded weights (synthetic world only); ``synth_resnet18_glocal`` is the same backbone plus
+  an affine transform fitted, as gLocal does, to odd-one-out judgements of simulated humans
+  who judge by ``p``. The judgements come from a separate set of alignment images.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+from dataclasses import dataclass, fields
+from pathlib import Path
+
+import h5py
+import numpy as np
+from PIL import Image, ImageDraw
+from scipy.signal import fftconvolve, lfilter
+
+from visdecode import things_eeg2 as fmt
+from visdecode.io import atomic_path
+
+log = logging.getLogger(__name__)
+
+FEATURES = (
+    "colour_a",  # opponent colour axis 1 (cos hue * saturation)
+    "colour_b",  # opponent colour axis 2 (sin hue * saturation)
+    "lightness",  # object lightness
+    "background",  # background lightness
+    "size",
+    "pos_x",
+    "pos_y",
+    "stripe_freq",
+    "stripe_cos",  # stripe orientation, cos(2 theta)
+    "stripe_sin",  # stripe orientation, sin(2 theta)
+    "compactness",  # shape: circle 1 ... star low
+)
+# Latency (s) and width (s) of each feature's waveform: colour/lightness early, shape later.
+LATENCY = np.array([0.09, 0.10, 0.08, 0.11, 0.15, 0.12, 0.13, 0.18, 0.22, 0.24, 0.30])
+WIDTH = np.array([0.03, 0.03, 0.025, 0.03, 0.04, 0.035, 0.035, 0.045, 0.05, 0.05, 0.06])
+# Shapes as (number of vertices, inner-radius ratio); ratio 1 = regular polygon, 0 = circle.
+SHAPES = [(0, 0.0), (3, 1.0), (4, 1.0), (5, 1.0), (6, 1.0), (5, 0.45), (6, 0.5), (8, 0.6)]
+CONCEPT_WORDS = (
+    "apple ball boat cake chair clock cup door egg fan fork hat kite lamp leaf moon nut pen "
+    "ring rope shoe sock star tent tree vase wheel whale zebra anchor bell brick broom candle"
+).split()
+TARGET_FEATURES_SEED = 99999
+RESPONSE_S = 0.8  # length of one evoked response
+SOA_SAMPLES = 200  # 200 ms between onsets at 1000 Hz
+LEAD_IN_SAMPLES = 1000
+
+
+@dataclass(frozen=True)
+class WorldConfig:
+    """Scale and signal of the synthetic world; every field has a config.yaml key."""
+
+    seed: int = 0
+    n_subjects: int = 2
+    n_sessions: int = 4
+    n_train_concepts: int = 100
+    images_per_concept: int = 10
+    n_test_concepts: int = 100
+    test_reps_per_session: int = 20
+    extra_fraction: float = 0.02
+    target_fraction: float = 0.06
+    image_size: int = 128
+    clutter: float = 0.35  # opacity of the nuisance blobs (0: none)
+    signal_uv: float = 3.0
+    noise_uv: float = 6.0
+    n_alignment_images: int = 600
+    n_triplets: int = 30000
+    judgement_noise: float = 0.3
+
+    @classmethod
+    def from_dict(cls, d: dict) -> WorldConfig:
+        known = {f.name for f in fields(cls)}
+        unknown = set(d) - known
+        if unknown:
+            raise ValueError(f"unknown synthetic-world option(s): {', '.join(sorted(unknown))}")
+        return cls(**d)
+
+
+# --------------------------------------------------------------------------- features
+def _concept_names(n: int, rng: np.random.Generator) -> list[str]:
+    words = [
+        f"{w}{'' if i < len(CONCEPT_WORDS) else i // len(CONCEPT_WORDS)}"
+        for i, w in enumerate(CONCEPT_WORDS * (n // len(CONCEPT_WORDS) + 1))
+    ][:n]
+    return sorted(words)
+
+
+def sample_features(
+    n_concepts: int, per_concept: int, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
+    """Draw raw drawing parameters and perceptual features for n_concepts x per_concept images.
+
+    Returns (params, features): params (n, 9) = hue, saturation, lightness, background, size,
+    x, y, stripe frequency, orientation, plus shape index in a 10th column; features (n, 11).
+    """
+    n = n_concepts * per_concept
+    concept = np.repeat(np.arange(n_concepts), per_concept)
+    c_shape = rng.integers(0, len(SHAPES), n_concepts)
+    c_hue = rng.uniform(0, 2 * np.pi, n_concepts)
+    c_freq = rng.uniform(2.0, 9.0, n_concepts)
+    hue = c_hue[concept] + rng.normal(0, 0.35, n)
+    sat = rng.uniform(0.35, 1.0, n)
+    light = rng.uniform(0.3, 0.85, n)
+    background = rng.uniform(0.1, 0.9, n)
+    size = rng.uniform(0.18, 0.42, n)
+    x = rng.uniform(0.3, 0.7, n)
+    y = rng.uniform(0.3, 0.7, n)
+    freq = np.clip(c_freq[concept] + rng.normal(0, 0.8, n), 1.5, 10.0)
+    theta = rng.uniform(0, np.pi, n)
+    shape = c_shape[concept]
+    params = np.column_stack([hue, sat, light, background, size, x, y, freq, theta, shape])
+    return params, params_to_features(params)
+
+
+def params_to_features(params: np.ndarray) -> np.ndarray:
+    """Perceptual features (not standardised) from drawing parameters."""
+    hue, sat, light, background, size, x, y, freq, theta, shape = params.T
+    compact = np.array([1.0 if v == 0 else 0.4 + 0.6 * r * (v / 8) for v, r in SHAPES])
+    return np.column_stack(
+        [
+            np.cos(hue) * sat,
+            np.sin(hue) * sat,
+            light,
+            background,
+            size,
+            x,
+            y,
+            freq,
+            np.cos(2 * theta),
+            np.sin(2 * theta),
+            compact[shape.astype(int)],
+        ]
+    )
+
+
+# Feature scale used for the EEG: fixed (not data-dependent) so every subset is comparable.
+FEATURE_CENTRE = np.array([0, 0, 0.575, 0.5, 0.3, 0.5, 0.5, 5.5, 0, 0, 0.75])
+FEATURE_SCALE = np.array([0.5, 0.5, 0.16, 0.23, 0.07, 0.115, 0.115, 2.1, 0.7, 0.7, 0.2])
+
+
+def standardise(features: np.ndarray) -> np.ndarray:
+    return (features - FEATURE_CENTRE) / FEATURE_SCALE
+
+
+# --------------------------------------------------------------------------- images
+def _hsv_to_rgb(h: float, s: float, v: float) -> np.ndarray:
+    import colorsys
+
+    return np.array(colorsys.hsv_to_rgb((h / (2 * np.pi)) % 1.0, s, v))
+
+
+def _shape_polygon(shape: int, cx: float, cy: float, r: float, rot: float) -> list[tuple]:
+    n, ratio = SHAPES[shape]
+    if n == 0:
+        return []
+    pts = []
+    steps = n if ratio == 1.0 else 2 * n
+    for i in range(steps):
+        rad = r if (ratio == 1.0 or i % 2 == 0) else r * ratio
+        a = rot + 2 * np.pi * i / steps
+        pts.append((cx + rad * np.cos(a), cy + rad * np.sin(a)))
+    return pts
+
+
+def render_image(
+    params: np.ndarray, size: int, rng: np.random.Generator, clutter: float = 0.35
+) -> Image.Image:
+    """Draw one picture from its parameters, with random nuisance clutter."""
+    hue, sat, light, background, obj_size, x, y, freq, theta, shape = params
+    img = np.full((size, size, 3), background, dtype=np.float64)
+    # nuisance clutter: coloured blobs and a faint noise texture humans (and the EEG) ignore
+    yy, xx = np.mgrid[0:size, 0:size] / size
+    for _ in range(rng.integers(3, 7)):
+        bx, by, br = rng.uniform(0, 1), rng.uniform(0, 1), rng.uniform(0.03, 0.1)
+        colour = rng.uniform(0, 1, 3)
+        blob = clutter * np.exp(-((xx - bx) ** 2 + (yy - by) ** 2) / (2 * br**2))[..., None]
+        img = img * (1 - blob) + blob * colour
+    img += rng.normal(0, 0.1 * clutter, img.shape)
+    # the object: a striped shape
+    mask_img = Image.new("L", (size, size), 0)
+    draw = ImageDraw.Draw(mask_img)
+    cx, cy, r = x * size, y * size, obj_size * size
+    poly = _shape_polygon(int(shape), cx, cy, r, rot=theta)
+    if poly:
+        draw.polygon(poly, fill=255)
+    else:
+        draw.ellipse([cx - r, cy - r, cx + r, cy + r], fill=255)
+    mask = (np.asarray(mask_img, dtype=np.float64) / 255.0)[..., None]
+    phase = 2 * np.pi * freq * (xx * np.cos(theta) + yy * np.sin(theta))
+    stripes = (0.75 + 0.25 * np.sign(np.sin(phase)))[..., None]
+    colour = _hsv_to_rgb(hue, sat, light)
+    img = img * (1 - mask) + mask * stripes * colour
+    return Image.fromarray((np.clip(img, 0, 1) * 255).astype(np.uint8))
+
+
+def write_images(root: Path, cfg: WorldConfig) -> None:
+    """Training/test images, image_metadata.npy, the alignment set and synthetic_truth.h5."""
+    rng = np.random.default_rng([cfg.seed, 1])
+    names = _concept_names(cfg.n_train_concepts + cfg.n_test_concepts, rng)
+    order = rng.permutation(len(names))
+    train_concepts = sorted(names[i] for i in order[: cfg.n_train_concepts])
+    test_concepts = sorted(names[i] for i in order[cfg.n_train_concepts :])
+    train_params, train_feat = sample_features(cfg.n_train_concepts, cfg.images_per_concept, rng)
+    test_params, test_feat = sample_features(cfg.n_test_concepts, 1, rng)
+    align_params, align_feat = sample_features(cfg.n_alignment_images // 10 or 1, 10, rng)
+
+    images = root / "images"
+    meta = {k: [] for k in fmt.METADATA_KEYS}
+    for part, concepts, per, params in (
+        ("training", train_concepts, cfg.images_per_concept, train_params),
+        ("test", test_concepts, 1, test_params),
+    ):
+        key = "train" if part == "training" else "test"
+        for ci, concept in enumerate(concepts):
+            folder = f"{ci + 1:05d}_{concept}"
+            for ii in range(per):
+                fname = f"{concept}_{ii + 1:02d}{'abcdefghijklmnopqrstuvwxyz'[ii % 26]}.jpg"
+                path = images / f"{part}_images" / folder / fname
+                path.parent.mkdir(parents=True, exist_ok=True)
+                render_image(params[ci * per + ii], cfg.image_size, rng, cfg.clutter).save(path, quality=92)
+                meta[f"{key}_img_concepts"].append(folder)
+                meta[f"{key}_img_files"].append(fname)
+    np.save(images / "image_metadata.npy", meta, allow_pickle=True)
+
+    align_dir = root / "alignment" / "images"
+    align_dir.mkdir(parents=True, exist_ok=True)
+    for i, p in enumerate(align_params):
+        render_image(p, cfg.image_size, rng, cfg.clutter).save(align_dir / f"align_{i:05d}.jpg", quality=92)
+    triplets, odd = simulate_odd_one_out(
+        standardise(align_feat), cfg.n_triplets, rng, cfg.judgement_noise
+    )
+
+    with h5py.File(root / "synthetic_truth.h5", "w") as f:
+        f.attrs["description"] = (
+            "Planted truth of the visdecode synthetic world: perceptual features of every "
+            "image (raw and standardised), in event-code order, and the simulated human "
+            "odd-one-out judgements on the alignment images."
+        )
+        f.attrs["feature_names"] = list(FEATURES)
+        for k, v in vars(cfg).items():
+            f.attrs[f"world_{k}"] = v
+        f["train_features"] = standardise(train_feat)
+        f["test_features"] = standardise(test_feat)
+        f["alignment_features"] = standardise(align_feat)
+        f["triplets"] = triplets
+        f["odd_one_out"] = odd
+        f["alignment_files"] = [f"align_{i:05d}.jpg" for i in range(len(align_params))]
+
+
+def simulate_odd_one_out(
+    features: np.ndarray, n_triplets: int, rng: np.random.Generator, noise: float = 0.3
+) -> tuple[np.ndarray, np.ndarray]:
+    """Simulated humans pick the odd one out of a triplet: the one left out of the most
+    similar pair, similarity = -squared distance between perceptual features, plus noise."""
+    n = len(features)
+    trip = np.stack([rng.choice(n, 3, replace=False) for _ in range(n_triplets)])
+    f = features[trip]  # (T, 3, K)
+    pair_sim = -np.stack(
+        [
+            ((f[:, 1] - f[:, 2]) ** 2).sum(-1),  # pair (1,2) -> 0 is odd
+            ((f[:, 0] - f[:, 2]) ** 2).sum(-1),  # pair (0,2) -> 1 is odd
+            ((f[:, 0] - f[:, 1]) ** 2).sum(-1),  # pair (0,1) -> 2 is odd
+        ],
+        axis=1,
+    )
+    pair_sim = pair_sim / features.shape[1] + rng.normal(0, noise, pair_sim.shape)
+    return trip.astype(np.int64), pair_sim.argmax(1).astype(np.int64)
+
+
+# --------------------------------------------------------------------------- EEG
+def _electrode_positions() -> np.ndarray:
+    import mne
+
+    montage = mne.channels.make_standard_montage("standard_1005")
+    pos = montage.get_positions()["ch_pos"]
+    return np.array([pos[c] for c in fmt.CH_NAMES])
+
+
+def brain_model(cfg: WorldConfig) -> dict:
+    """Topographies, waveforms and noise structure shared by all subjects (seeded)."""
+    rng = np.random.default_rng([cfg.seed, 2])
+    pos = _electrode_positions()
+    k = len(FEATURES)
+    posterior = pos[[fmt.CH_NAMES.index(c) for c in fmt.occipito_parietal(fmt.CH_NAMES)]]
+    centres = posterior[rng.integers(0, len(posterior), k)]
+    d2 = ((pos[:, None, :] - centres[None]) ** 2).sum(-1)
+    topo = np.exp(-d2 / (2 * 0.035**2)) * rng.choice([-1.0, 1.0], k)
+    t = np.arange(int(RESPONSE_S * fmt.SFREQ)) / fmt.SFREQ
+    wave = np.exp(-((t[None] - LATENCY[:, None]) ** 2) / (2 * WIDTH[:, None] ** 2))
+    wave *= np.cos(2 * np.pi * (t[None] - LATENCY[:, None]) / (4 * WIDTH[:, None]))
+    # generic visual evoked response (P1/N1/P2) over occipital sites
+    occ = np.exp(-((pos - pos[fmt.CH_NAMES.index("Oz")]) ** 2).sum(-1) / (2 * 0.05**2))
+    erp = (
+        1.0 * np.exp(-((t - 0.10) ** 2) / (2 * 0.015**2))
+        - 1.5 * np.exp(-((t - 0.17) ** 2) / (2 * 0.025**2))
+        + 0.8 * np.exp(-((t - 0.25) ** 2) / (2 * 0.04**2))
+    )
+    dist2 = ((pos[:, None] - pos[None]) ** 2).sum(-1)
+    noise_cov = np.exp(-dist2 / (2 * 0.06**2)) + 0.05 * np.eye(len(pos))
+    return {
+        "topographies": topo,
+        "waveforms": wave,
+        "erp_topography": occ,
+        "erp_waveform": erp,
+        "noise_chol": np.linalg.cholesky(noise_cov),
+        "alpha_topography": occ,
+    }
+
+
+def session_schedule(
+    codes: np.ndarray, reps: int, cfg: WorldConfig, rng: np.random.Generator
+) -> np.ndarray:
+    """A shuffled trial sequence: each code `reps` times, a few extra repeats, and targets."""
+    seq = np.repeat(codes, reps)
+    extras = rng.choice(codes, int(round(cfg.extra_fraction * len(codes))), replace=False)
+    seq = np.concatenate([seq, extras])
+    n_targets = int(round(cfg.target_fraction * len(seq)))
+    seq = np.concatenate([seq, np.full(n_targets, fmt.TARGET_CODE)])
+    return rng.permutation(seq)
+
+
+def synthesize_session(
+    sequence: np.ndarray,
+    features: dict[int, np.ndarray],
+    model: dict,
+    cfg: WorldConfig,
+    rng: np.random.Generator,
+) -> np.ndarray:
+    """(64, N) float64 session in volts; the last row is the stim channel with event codes."""
+    onsets = LEAD_IN_SAMPLES + SOA_SAMPLES * np.arange(len(sequence))
+    n = onsets[-1] + int(1.5 * fmt.SFREQ)
+    n_ch = len(fmt.CH_NAMES)
+    feat = np.stack([features[c] for c in sequence])  # (trials, K)
+    impulses = np.zeros((feat.shape[1], n))
+    impulses[:, onsets] = feat.T
+    sources = np.stack(
+        [fftconvolve(impulses[k], model["waveforms"][k])[:n] for k in range(feat.shape[1])]
+    )
+    eeg = cfg.signal_uv * (model["topographies"] @ sources)
+    onset_train = np.zeros(n)
+    onset_train[onsets] = 1.0
+    eeg += 3 * cfg.signal_uv * np.outer(
+        model["erp_topography"], fftconvolve(onset_train, model["erp_waveform"])[:n]
+    )
+    # coloured, spatially correlated noise
+    white = rng.standard_normal((n_ch, n))
+    coloured = lfilter([np.sqrt(1 - 0.9**2)], [1, -0.9], white, axis=1) + 0.5 * white
+    eeg += cfg.noise_uv * (model["noise_chol"] @ coloured)
+    t = np.arange(n) / fmt.SFREQ
+    alpha = np.sin(2 * np.pi * 10 * t + rng.uniform(0, 2 * np.pi)) * (
+        1 + 0.5 * np.sin(2 * np.pi * 0.1 * t)
+    )
+    eeg += cfg.noise_uv * np.outer(model["alpha_topography"], alpha)
+    eeg += rng.normal(0, 20, (n_ch, 1))  # per-channel DC offsets, removed by the baseline
+    stim = np.zeros((1, n))
+    stim[0, onsets] = sequence
+    return np.concatenate([eeg * 1e-6, stim], axis=0)
+
+
+def write_subject(root: Path, subject: int, cfg: WorldConfig) -> list[Path]:
+    """The raw files of one subject: n_sessions x {training, test}."""
+    with h5py.File(root / "synthetic_truth.h5", "r") as f:
+        train_feat = f["train_features"][:]
+        test_feat = f["test_features"][:]
+    target = np.random.default_rng(TARGET_FEATURES_SEED).normal(0, 1, train_feat.shape[1])
+    model = brain_model(cfg)
+    rng = np.random.default_rng([cfg.seed, 3, subject])
+    train_codes = np.arange(1, len(train_feat) + 1)
+    test_codes = np.arange(1, len(test_feat) + 1)
+    train_lookup = {int(c): train_feat[c - 1] for c in train_codes} | {fmt.TARGET_CODE: target}
+    test_lookup = {int(c): test_feat[c - 1] for c in test_codes} | {fmt.TARGET_CODE: target}
+    # each concept is shown in the sessions of one parity: half the concepts per session,
+    # each image twice per session, in 2 of 4 sessions -> 4 repetitions in all
+    group = rng.permutation(np.arange(cfg.n_train_concepts) % 2)
+    concept_of = (train_codes - 1) // cfg.images_per_concept
+    written = []
+    for ses in range(1, cfg.n_sessions + 1):
+        shown = train_codes[group[concept_of] == (ses - 1) % 2]
+        for part, codes, reps, lookup in (
+            ("training", shown, 2, train_lookup),
+            ("test", test_codes, cfg.test_reps_per_session, test_lookup),
+        ):
+            seq = session_schedule(codes, reps, cfg, rng)
+            data = synthesize_session(seq, lookup, model, cfg, rng)
+            raw = {
+                "raw_eeg_data": data,
+                "ch_names": fmt.CH_NAMES + [fmt.STIM_NAME],
+                "ch_types": ["eeg"] * len(fmt.CH_NAMES) + ["stim"],
+                "sfreq": fmt.SFREQ,
+                "highpass": 0.01,
+                "lowpass": 100.0,
+            }
+            path = fmt.raw_path(root, subject, ses, part)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with atomic_path(path) as tmp:
+                with open(tmp, "wb") as fh:
+                    np.save(fh, raw, allow_pickle=True)
+            written.append(path)
+            log.info("sub-%02d ses-%02d %s: %d trials -> %s", subject, ses, part, len(seq), path)
+    return written
+
+
+def write_encoders(root: Path, batch_size: int = 64) -> dict:
+    """The synthetic encoder pair's weights: random backbone + fitted gLocal-style transform."""
+    import torch
+
+    from visdecode import embed, image_encoders
+
+    enc_dir = root / "encoders"
+    enc_dir.mkdir(parents=True, exist_ok=True)
+    backbone = image_encoders.synth_backbone()
+    log.warning("synth_resnet18: RANDOM-INITIALISED weights (synthetic world only)")
+    with atomic_path(enc_dir / "synth_resnet18.pt") as tmp:
+        torch.save(backbone.state_dict(), tmp)
+    with h5py.File(root / "synthetic_truth.h5", "r") as f:
+        files = [s.decode() for s in f["alignment_files"][:]]
+        triplets, odd = f["triplets"][:], f["odd_one_out"][:]
+    spec = image_encoders.get("synth_resnet18")
+    paths = [root / "alignment" / "images" / name for name in files]
+    emb = embed.embed_paths(backbone, spec, paths, batch_size, desc="alignment set")
+    head, fit = image_encoders.fit_glocal(emb, triplets, odd)
+    with atomic_path(enc_dir / "synth_resnet18_glocal.pt") as tmp:
+        torch.save(head.state_dict(), tmp)
+    return fit
+
+
+def write_images_atomic(root: Path, cfg: WorldConfig) -> None:
+    """write_images into a staging folder, then move its parts into place (no partial world)."""
+    stage = root / ".staging"
+    shutil.rmtree(stage, ignore_errors=True)
+    try:
+        write_images(stage, cfg)
+        for name in ("images", "alignment", "synthetic_truth.h5"):
+            target = root / name
+            if target.is_dir():
+                shutil.rmtree(target)
+            elif target.exists():
+                target.unlink()
+            (stage / name).rename(target)
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)

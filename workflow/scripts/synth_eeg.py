@@ -1,0 +1,13 @@
+"""Rule synth_eeg: one subject's raw sessions of the synthetic world."""
+
+from pathlib import Path
+
+from visdecode import synth
+from visdecode.io import setup_logging
+
+setup_logging(snakemake.log[0])
+synth.write_subject(
+    Path(snakemake.input.truth).parent,
+    int(snakemake.wildcards.subject),
+    synth.WorldConfig.from_dict(snakemake.params.world),
+)

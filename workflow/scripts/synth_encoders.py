@@ -1,0 +1,12 @@
+"""Rule synth_encoders: the synthetic aligned/unaligned encoder pair's weights."""
+
+from pathlib import Path
+
+import torch
+
+from visdecode import synth
+from visdecode.io import setup_logging
+
+setup_logging(snakemake.log[0])
+torch.set_num_threads(snakemake.threads)
+synth.write_encoders(Path(snakemake.input.truth).parent)

@@ -1,0 +1,11 @@
+"""Rule synth_images: the synthetic world's images, metadata and planted truth."""
+
+from pathlib import Path
+
+from visdecode import synth
+from visdecode.io import setup_logging
+
+setup_logging(snakemake.log[0])
+synth.write_images_atomic(
+    Path(snakemake.output.truth).parent, synth.WorldConfig.from_dict(snakemake.params.world)
+)
