@@ -8,6 +8,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
@@ -29,32 +30,36 @@ def aligned_vs_unaligned(table: Path | str, out: Path | str) -> None:
         .assign(top1=lambda d: 100 * d.top1)
     )
     brains = sorted(per_subject.brain_encoder.unique())
+    pairs = sorted(per_subject.pair.unique())
+    n_way = int(per_subject.n_way.iloc[0])
+    chance = 100 / n_way
     sns.set_theme(style="whitegrid", context="paper", font_scale=1.2)
-    fig, axes = plt.subplots(
-        1, len(brains), figsize=(max(4.5, 2.2 * per_subject.pair.nunique()) * len(brains), 4),
-        squeeze=False,
-    )  # fmt: skip
-    order = ["unaligned", "aligned"]
+    width = max(4.5, 1.6 * len(pairs) + 2)
+    fig, axes = plt.subplots(1, len(brains), figsize=(width * len(brains), 4.6), squeeze=False)
+    rng = np.random.default_rng(0)  # horizontal jitter of subject points only
     for ax, brain in zip(axes[0], brains):
         d = per_subject[per_subject.brain_encoder == brain]
-        sns.barplot(
-            d, x="pair", y="top1", hue="alignment", hue_order=order, palette=PALETTE,
-            errorbar="se", capsize=0.1, ax=ax, alpha=0.85,
-        )  # fmt: skip
-        sns.stripplot(
-            d, x="pair", y="top1", hue="alignment", hue_order=order, dodge=True,
-            palette={"unaligned": "#424242", "aligned": "#0d3c61"}, size=5, ax=ax,
-            legend=False,
-        )  # fmt: skip
-        chance = 100 / d.n_way.iloc[0]
-        ax.axhline(chance, ls="--", color="crimson", lw=1)
-        ax.text(ax.get_xlim()[1], chance, " chance", color="crimson", va="center", ha="left")
-        ax.set(title=f"{brain.upper()}", xlabel="image encoder pair", ylabel="top-1 (%)")
-        ax.set_ylim(0, max(d.top1.max() * 1.15, chance * 2))
-        ax.legend(title=None, loc="upper left")
+        for j, alignment in enumerate(("unaligned", "aligned")):
+            for i, pair in enumerate(pairs):
+                vals = d[(d.pair == pair) & (d.alignment == alignment)].top1.to_numpy()
+                if not len(vals):
+                    continue
+                x = i + (j - 0.5) * 0.4
+                sem = vals.std(ddof=1) / np.sqrt(len(vals)) if len(vals) > 1 else 0.0
+                ax.bar(x, vals.mean(), 0.38, color=PALETTE[alignment], alpha=0.85,
+                       label=alignment if i == 0 else None)  # fmt: skip
+                ax.errorbar(x, vals.mean(), sem, color="black", capsize=4, lw=1.2)
+                ax.scatter(x + rng.uniform(-0.03, 0.03, len(vals)), vals, s=18,
+                           color="black", alpha=0.7, zorder=3)  # fmt: skip
+        ax.axhline(chance, ls="--", color="crimson", lw=1, label=f"chance ({chance:.1f}%)")
+        ax.set_xticks(range(len(pairs)), pairs)
+        ax.set(title=brain.upper(), xlabel="image encoder pair", ylabel="top-1 accuracy (%)")
+        ax.set_ylim(0, max(d.top1.max() * 1.2, chance * 2))
+        ax.legend(loc="upper left", fontsize=9)
+        ax.grid(axis="x", visible=False)
     fig.suptitle(
-        f"{int(d.n_way.iloc[0])}-way retrieval, mean over {d.subject.nunique()} subjects "
-        "(points: subjects, bars: s.e.m.)",
+        f"{n_way}-way retrieval: mean of {per_subject.subject.nunique()} subjects\n"
+        "(points: subjects; error bars: s.e.m.)",
         fontsize=11,
     )
     fig.tight_layout()

@@ -60,3 +60,11 @@ def setup_logging(log_file: str | Path | None = None, level: int = logging.INFO)
         handlers=handlers,
         force=True,
     )
+
+
+def rule_logging(log_file: str | Path) -> None:
+    """For Snakemake jobs: everything (log records, progress bars, warnings, tracebacks) goes
+    to the job's log file only, so concurrent jobs do not interleave on the terminal."""
+    Path(log_file).parent.mkdir(parents=True, exist_ok=True)
+    sys.stderr = open(log_file, "w", buffering=1)  # noqa: SIM115 (lives as long as the job)
+    setup_logging()

@@ -80,7 +80,7 @@ class WorldConfig:
     target_fraction: float = 0.06
     image_size: int = 128
     clutter: float = 0.35  # opacity of the nuisance blobs (0: none)
-    signal_uv: float = 3.0
+    signal_uv: float = 6.0
     noise_uv: float = 6.0
     n_alignment_images: int = 600
     n_triplets: int = 30000
@@ -290,7 +290,7 @@ def simulate_odd_one_out(
 def _electrode_positions() -> np.ndarray:
     import mne
 
-    montage = mne.channels.make_standard_montage("standard_1005")
+    montage = mne.channels.make_standard_montage("colin27_1005")
     pos = montage.get_positions()["ch_pos"]
     return np.array([pos[c] for c in fmt.CH_NAMES])
 

@@ -5,9 +5,9 @@ from pathlib import Path
 import torch
 
 from visdecode import embed
-from visdecode.io import setup_logging
+from visdecode.io import rule_logging
 
-setup_logging(snakemake.log[0])
+rule_logging(snakemake.log[0])
 torch.set_num_threads(snakemake.threads)
 embed.run(
     snakemake.wildcards.image_encoder,

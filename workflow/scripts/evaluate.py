@@ -1,9 +1,9 @@
 """Rule evaluate: n-way retrieval of one trained run."""
 
 from visdecode import evaluate
-from visdecode.io import setup_logging
+from visdecode.io import rule_logging
 
-setup_logging(snakemake.log[0])
+rule_logging(snakemake.log[0])
 w = snakemake.wildcards
 evaluate.run(
     snakemake.input.model,

@@ -3,9 +3,9 @@
 from pathlib import Path
 
 from visdecode import preprocess
-from visdecode.io import setup_logging
+from visdecode.io import rule_logging
 
-setup_logging(snakemake.log[0])
+rule_logging(snakemake.log[0])
 options = dict(snakemake.params.options)
 options["baseline"] = tuple(options.get("baseline", (None, 0.0)))
 preprocess.run(

@@ -1,7 +1,7 @@
 """Rule retrieval_table: every run's result in one tidy table."""
 
 from visdecode import evaluate
-from visdecode.io import setup_logging
+from visdecode.io import rule_logging
 
-setup_logging(snakemake.log[0])
+rule_logging(snakemake.log[0])
 evaluate.table(snakemake.input, snakemake.params.pairs, snakemake.output[0])

@@ -3,9 +3,9 @@
 from pathlib import Path
 
 from visdecode import synth
-from visdecode.io import setup_logging
+from visdecode.io import rule_logging
 
-setup_logging(snakemake.log[0])
+rule_logging(snakemake.log[0])
 synth.write_subject(
     Path(snakemake.input.truth).parent,
     int(snakemake.wildcards.subject),

@@ -5,8 +5,8 @@ from pathlib import Path
 import torch
 
 from visdecode import synth
-from visdecode.io import setup_logging
+from visdecode.io import rule_logging
 
-setup_logging(snakemake.log[0])
+rule_logging(snakemake.log[0])
 torch.set_num_threads(snakemake.threads)
 synth.write_encoders(Path(snakemake.input.truth).parent)

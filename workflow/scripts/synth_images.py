@@ -3,9 +3,9 @@
 from pathlib import Path
 
 from visdecode import synth
-from visdecode.io import setup_logging
+from visdecode.io import rule_logging
 
-setup_logging(snakemake.log[0])
+rule_logging(snakemake.log[0])
 synth.write_images_atomic(
     Path(snakemake.output.truth).parent, synth.WorldConfig.from_dict(snakemake.params.world)
 )

@@ -1,0 +1,34 @@
+"""`visdecode <stage>`: every stage has --help; bad input is one clear line and exit code 2."""
+
+import subprocess
+import sys
+
+import pytest
+
+STAGES = ["synth", "preprocess", "embed", "train", "evaluate", "table", "figures"]
+
+
+def visdecode(*args):
+    return subprocess.run(
+        [sys.executable, "-m", "visdecode.cli", *args], capture_output=True, text=True
+    )
+
+
+@pytest.mark.parametrize("stage", STAGES)
+def test_every_stage_has_help(stage):
+    done = visdecode(stage, "--help")
+    assert done.returncode == 0
+    assert f"usage: visdecode {stage}" in done.stdout
+
+
+def test_bad_input_is_one_line(tmp_path):
+    (tmp_path / "images").mkdir()
+    done = visdecode("preprocess", "--raw-dir", str(tmp_path), "--subject", "1", "--out",
+                     str(tmp_path / "out.h5"))  # fmt: skip
+    assert done.returncode == 2
+    lines = [line for line in done.stderr.splitlines() if line.strip()]
+    assert lines == [
+        f"visdecode preprocess: error: {tmp_path}/images/image_metadata.npy: image metadata "
+        "not found; fetch or synthesise the images"
+    ]
+    assert not (tmp_path / "out.h5").exists()

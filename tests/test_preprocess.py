@@ -1,0 +1,150 @@
+"""Preprocessing equals the published algorithm, and fails cleanly on bad input."""
+
+import h5py
+import mne
+import numpy as np
+import pytest
+from sklearn.discriminant_analysis import _cov
+
+import published
+from visdecode import preprocess
+from visdecode import things_eeg2 as fmt
+from visdecode.errors import InputError
+
+PARAMS = dict(train_reps=2, test_reps=4)
+
+
+def test_ledoit_wolf_batch_equals_sklearn():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(5, 40, 7)) @ rng.normal(size=(7, 7)) + rng.normal(size=7)
+    x[2] *= 1e-6  # scale must not matter
+    x[4] = x[4, :2].repeat(20, axis=0)  # few distinct samples
+    ours = preprocess.ledoit_wolf_batch(x)
+    for b in range(len(x)):
+        np.testing.assert_allclose(ours[b], _cov(x[b], shrinkage="auto"), rtol=1e-10, atol=0)
+
+
+def test_resample_equals_mne():
+    x = np.random.default_rng(1).normal(size=(3, 4, 1201))
+    ref = mne.filter.resample(x, up=250, down=1000, npad="auto", window="auto", pad="edge")
+    np.testing.assert_allclose(preprocess.resample(x, 250, 1000), ref, rtol=0, atol=1e-12)
+    ref = mne.filter.resample(x, up=100, down=1000, npad="auto", window="auto", pad="edge")
+    np.testing.assert_allclose(preprocess.resample(x, 100, 1000), ref, rtol=0, atol=1e-12)
+
+
+def relative_error(ours: np.ndarray, ref: np.ndarray) -> float:
+    """Per condition, repetitions matched by sorting (order-independent), max-normalised."""
+    key = lambda a: np.sort(a.reshape(a.shape[0], -1), axis=0)  # noqa: E731
+    return float(np.abs(key(ours) - key(ref)).max() / np.abs(ref).max())
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        dict(mvnn="epochs", cov_fit="train", channels="all"),
+        dict(mvnn="time", cov_fit="both", channels="occipito-parietal"),
+    ],
+)
+def test_equals_published_algorithm(world, tmp_path, options):
+    params = preprocess.Params(**PARAMS, **options)
+    out = tmp_path / "sub-01.h5"
+    preprocess.run(world, 1, out, params)
+    ref = published.preprocess_subject(lambda *a: fmt.raw_path(world, *a), 1, 4, params)
+    with h5py.File(out) as f:
+        n_ch = 63 if options["channels"] == "all" else 17
+        assert f["train"].shape == (24, 4, n_ch, 250) and f["train"].dtype == np.float32
+        assert f["test"].shape == (6, 16, n_ch, 250)
+        assert list(f["train_codes"][:]) == sorted(ref["training"])
+        assert f.attrs["mvnn"] == options["mvnn"]
+        np.testing.assert_allclose(f["times"][:], np.arange(250) / 250)
+        for part, name in (("training", "train"), ("test", "test")):
+            data, codes = f[name][:], f[f"{name}_codes"][:]
+            for i, code in enumerate(codes):
+                assert relative_error(data[i], ref[part][int(code)]) < 1e-4
+
+
+def test_repetitions_are_shuffled_but_seeded(world, tmp_path):
+    a, b = tmp_path / "a.h5", tmp_path / "b.h5"
+    preprocess.run(world, 1, a, preprocess.Params(**PARAMS))
+    preprocess.run(world, 1, b, preprocess.Params(**PARAMS))
+    with h5py.File(a) as fa, h5py.File(b) as fb:
+        np.testing.assert_array_equal(fa["train"][:], fb["train"][:])
+
+
+# ---------------------------------------------------------------------- bad input
+def copy_world(world, tmp_path):
+    import shutil
+
+    root = tmp_path / "world"
+    shutil.copytree(world / "images", root / "images")
+    shutil.copytree(world / "raw_eeg", root / "raw_eeg")
+    return root
+
+
+def rewrite(path, **changes):
+    raw = np.load(path, allow_pickle=True).item()
+    for key, value in changes.items():
+        if value is None:
+            raw.pop(key)
+        else:
+            raw[key] = value(raw) if callable(value) else value
+    np.save(path, raw, allow_pickle=True)
+
+
+def set_sample(raw, row, col, value):
+    data = raw["raw_eeg_data"].copy()
+    data[row, col] = value
+    return data
+
+
+def drop_stim(raw):
+    raw["ch_names"] = raw["ch_names"][:-1]
+    raw["ch_types"] = raw["ch_types"][:-1]
+    return raw["raw_eeg_data"][:-1]
+
+
+def bad_code(raw):
+    data = raw["raw_eeg_data"].copy()
+    first = np.flatnonzero(data[-1])[0]
+    data[-1, first] = 5000
+    return data
+
+
+@pytest.mark.parametrize(
+    "damage, message",
+    [
+        ("missing", "raw session file not found"),
+        ("truncated", "truncated or corrupt"),
+        ("no_key", "lacks key(s) sfreq"),
+        ("no_stim", "no 'stim' channel"),
+        ("nan", "non-finite sample"),
+        ("code", "event code 5000 outside the known range 1..24"),
+        ("reps", "fewer than the 9 asked for"),
+    ],
+)
+def test_bad_input_fails_with_one_clear_line(world, tmp_path, damage, message):
+    root = copy_world(world, tmp_path)
+    path = fmt.raw_path(root, 1, 2, "training")
+    params = preprocess.Params(**PARAMS)
+    if damage == "missing":
+        path.unlink()
+    elif damage == "truncated":
+        path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    elif damage == "no_key":
+        rewrite(path, sfreq=None)
+    elif damage == "no_stim":
+        rewrite(path, raw_eeg_data=drop_stim)
+    elif damage == "nan":
+        rewrite(path, raw_eeg_data=lambda r: set_sample(r, 5, 1000, np.nan))
+    elif damage == "code":
+        rewrite(path, raw_eeg_data=bad_code)
+    elif damage == "reps":
+        params = preprocess.Params(train_reps=9, test_reps=4)
+    out = tmp_path / "out" / "sub-01.h5"
+    with pytest.raises(InputError) as err:
+        preprocess.run(root, 1, out, params)
+    text = str(err.value)
+    assert message in text and "\n" not in text
+    if damage != "reps":
+        assert str(path) in text
+    assert not out.parent.exists() or list(out.parent.iterdir()) == []
