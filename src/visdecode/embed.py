@@ -20,7 +20,7 @@ from tqdm import tqdm
 
 from visdecode import image_encoders, things_eeg2
 from visdecode.errors import InputError
-from visdecode.io import atomic_path, set_attrs
+from visdecode.io import atomic_path, pick_device, set_attrs
 
 log = logging.getLogger(__name__)
 
@@ -49,10 +49,6 @@ def preprocessing(spec: image_encoders.EncoderSpec) -> transforms.Compose:
     )
 
 
-def device_default() -> torch.device:
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-
-
 @torch.inference_mode()
 def embed_paths(
     model: torch.nn.Module,
@@ -67,7 +63,7 @@ def embed_paths(
     missing = [p for p in paths if not Path(p).is_file()]
     if missing:
         raise InputError(f"{missing[0]}: image not found ({len(missing)} missing in all)")
-    device = device or device_default()
+    device = device or pick_device()
     cuda = device.type == "cuda"
     model = model.to(device)
     if cuda:
@@ -109,7 +105,7 @@ def run(
         )
     meta = things_eeg2.load_image_metadata(images_dir / "image_metadata.npy")
     model = spec.build(weights_dir)
-    device = device_default()
+    device = pick_device()
     log.info("embedding with %s (%s) on %s", encoder, spec.weights, device)
     result = {}
     for part, key in (("training", "train"), ("test", "test")):

@@ -96,7 +96,7 @@ class WorldConfig:
 
 
 # --------------------------------------------------------------------------- features
-def _concept_names(n: int, rng: np.random.Generator) -> list[str]:
+def _concept_names(n: int) -> list[str]:
     words = [
         f"{w}{'' if i < len(CONCEPT_WORDS) else i // len(CONCEPT_WORDS)}"
         for i, w in enumerate(CONCEPT_WORDS * (n // len(CONCEPT_WORDS) + 1))
@@ -215,7 +215,7 @@ def render_image(
 def write_images(root: Path, cfg: WorldConfig) -> None:
     """Training/test images, image_metadata.npy, the alignment set and synthetic_truth.h5."""
     rng = np.random.default_rng([cfg.seed, 1])
-    names = _concept_names(cfg.n_train_concepts + cfg.n_test_concepts, rng)
+    names = _concept_names(cfg.n_train_concepts + cfg.n_test_concepts)
     order = rng.permutation(len(names))
     train_concepts = sorted(names[i] for i in order[: cfg.n_train_concepts])
     test_concepts = sorted(names[i] for i in order[cfg.n_train_concepts :])

@@ -44,11 +44,6 @@ def raw_path(raw_dir: Path | str, subject: int, session: int, partition: str) ->
     )
 
 
-def train_code(concept_index: int, image_index: int, images_per_concept: int = 10) -> int:
-    """Event code of a training image: 1-based concept and image indices."""
-    return (concept_index - 1) * images_per_concept + image_index
-
-
 def load_raw(path: Path | str) -> dict:
     """Load one raw session file (a pickled dict) and check it; InputError if it is unusable."""
     path = Path(path)

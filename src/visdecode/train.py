@@ -23,7 +23,7 @@ import yaml
 from torch import nn
 
 from visdecode import brain_data, brain_encoders
-from visdecode.io import atomic_path
+from visdecode.io import atomic_path, pick_device
 
 log = logging.getLogger(__name__)
 METRIC_FIELDS = ("epoch", "train_loss", "val_loss", "val_top1", "temperature", "lr", "seconds")
@@ -56,10 +56,6 @@ def split_indices(n: int, val_fraction: float, seed: int) -> tuple[np.ndarray, n
     perm = np.random.default_rng(seed).permutation(n)
     n_val = max(2, int(round(val_fraction * n)))
     return np.sort(perm[n_val:]), np.sort(perm[:n_val])
-
-
-def pick_device() -> torch.device:
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
 def run(
