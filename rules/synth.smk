@@ -42,16 +42,16 @@ rule synth_eeg:
         truth=f"{DATA_DIR}/synthetic_truth.h5",
     output:
         raw_paths("{subject}"),
-    params:
-        world=config["synthetic"].get("world", {}),
     log:
         "logs/synth/eeg_sub-{subject}.log",
     benchmark:
         "results/benchmarks/synth/eeg_sub-{subject}.tsv"
+    conda:
+        "../envs/synth.yaml"
     resources:
         mem_mb=4000,
         runtime=30,
-    conda:
-        "../envs/synth.yaml"
+    params:
+        world=config["synthetic"].get("world", {}),
     script:
         "../workflow/scripts/synth_eeg.py"
