@@ -41,9 +41,13 @@ def relative_error(ours: np.ndarray, ref: np.ndarray) -> float:
 @pytest.mark.parametrize(
     "options",
     [
-        dict(mvnn="epochs", cov_fit="train", channels="all"),
-        dict(mvnn="time", cov_fit="both", channels="occipito-parietal"),
-    ],
+        dict(mvnn=mvnn, cov_fit=cov_fit, channels=channels)
+        for mvnn in ("epochs", "time")
+        for cov_fit in ("train", "both")
+        for channels in ("all", "occipito-parietal")
+    ]
+    + [dict(mvnn="none", cov_fit="train", channels="all")],
+    ids=lambda o: "-".join(o.values()),
 )
 def test_equals_published_algorithm(world, tmp_path, options):
     params = preprocess.Params(**PARAMS, **options)

@@ -88,25 +88,20 @@ def ledoit_wolf_batch(x: np.ndarray) -> np.ndarray:
     return scale[:, :, None] * cov * scale[:, None, :]
 
 
-def mvnn_covariance(data: np.ndarray, mode: str) -> np.ndarray:
-    """Mean noise covariance of one partition: data (cond, reps, ch, t).
+def covariance_sum(block: np.ndarray, mode: str) -> tuple[np.ndarray, int]:
+    """Sum and count of the MVNN covariances of a block of whole conditions (cond, reps, ch, t).
 
     epochs: one covariance per (condition, repetition) over time samples; time: one per
-    (condition, time point) over repetitions. Equal counts per condition, so the published
-    mean over repetitions/time then over conditions equals the overall mean.
+    (condition, time point) over repetitions. Every condition has the same count, so the
+    published mean over repetitions/time, then over conditions, is the overall mean.
     """
-    n_cond, n_rep, n_ch, n_t = data.shape
-    total = np.zeros((n_ch, n_ch))
-    step = max(1, CHUNK // (n_rep if mode == "epochs" else n_t))
-    for start in range(0, n_cond, step):
-        block = np.asarray(data[start : start + step], dtype=np.float64)
-        if mode == "epochs":  # X = time x channels per epoch
-            x = block.reshape(-1, n_ch, n_t).transpose(0, 2, 1)
-        else:  # X = repetitions x channels per time point
-            x = block.transpose(0, 3, 1, 2).reshape(-1, n_rep, n_ch)
-        total += ledoit_wolf_batch(x).sum(axis=0)
-    count = n_cond * (n_rep if mode == "epochs" else n_t)
-    return total / count
+    n_cond, n_rep, n_ch, n_t = block.shape
+    block = np.asarray(block, dtype=np.float64)
+    if mode == "epochs":  # X = time x channels per epoch
+        x = block.reshape(-1, n_ch, n_t).transpose(0, 2, 1)
+    else:  # X = repetitions x channels per time point
+        x = block.transpose(0, 3, 1, 2).reshape(-1, n_rep, n_ch)
+    return ledoit_wolf_batch(x).sum(axis=0), len(x)
 
 
 def inverse_sqrt(cov: np.ndarray) -> np.ndarray:
@@ -192,17 +187,55 @@ def select_repetitions(codes: np.ndarray, n_cond: int, reps: int, seed: int, pat
     return present, chosen
 
 
-def epoch_partition(path: Path, n_cond: int, params: Params, reps: int):
-    """One raw file -> (codes (n,), data (n, reps, ch, t) float32, ch_names, times)."""
+@dataclass
+class Partition:
+    """One raw file, checked, with the trials kept: nothing is epoched yet."""
+
+    path: Path
+    data: np.ndarray  # (rows, samples) float64, read-only view of the raw file
+    picks: np.ndarray  # rows of the EEG channels kept
+    ch_names: list[str]
+    codes: np.ndarray  # (n_cond,) condition codes present, ascending
+    onsets: np.ndarray  # (n_cond, reps) onset samples of the repetitions kept
+    offsets: np.ndarray  # epoch sample offsets relative to onset
+    op: np.ndarray  # (t_out, t_in) baseline + resampling + drop, float32
+    times: np.ndarray  # (t_out,) seconds
+
+    @property
+    def shape(self) -> tuple[int, int, int, int]:
+        return self.onsets.shape + (len(self.picks), self.op.shape[0])
+
+    def blocks(self, epochs_per_block: int = EPOCH_CHUNK):
+        """Yield (start, epochs (n, reps, ch, t) float32) over blocks of whole conditions.
+
+        Each channel's session mean is removed first (float64): baseline correction removes
+        constants exactly, so this changes nothing but lets float32 carry the projection.
+        """
+        n_cond, reps = self.onsets.shape
+        step = max(1, epochs_per_block // reps)
+        means = np.array([self.data[p].mean() for p in self.picks])[:, None, None]
+        rows = self.picks[:, None, None]
+        for start in range(0, n_cond, step):
+            idx = self.onsets[start : start + step].ravel()
+            epochs = self.data[rows, idx[None, :, None] + self.offsets[None, None, :]]
+            epochs = (epochs - means).astype(np.float32)  # (ch, n, t_in)
+            out = (epochs @ self.op.T).transpose(1, 0, 2)  # (n, ch, t_out)
+            yield start, out.reshape(-1, reps, *out.shape[1:])
+
+
+def read_partition(path: Path, n_cond: int, params: Params, reps: int) -> Partition:
+    """Load and check one raw file; find events; choose the repetitions kept."""
     raw = fmt.load_raw(path)
     sfreq = float(raw["sfreq"])
     data = raw["raw_eeg_data"]
     names = raw["ch_names"]
-    if not np.all(np.isfinite(data)):
-        bad = np.argwhere(~np.isfinite(data))[0]
+    finite = np.isfinite(data.sum(axis=1))  # cheap test first; locate only on failure
+    if not finite.all():
+        row = int(np.flatnonzero(~finite)[0])
+        col = int(np.flatnonzero(~np.isfinite(data[row]))[0])
         raise InputError(
-            f"{path}: non-finite sample (NaN or inf) in channel {names[bad[0]]} at sample "
-            f"{bad[1]}; repair or re-download the file"
+            f"{path}: non-finite sample (NaN or inf) in channel {names[row]} at sample "
+            f"{col}; repair or re-download the file"
         )
     onsets, codes = find_onsets(data[names.index(fmt.STIM_NAME)])
     keep = codes != fmt.TARGET_CODE
@@ -215,25 +248,24 @@ def epoch_partition(path: Path, n_cond: int, params: Params, reps: int):
         )
     eeg_names = [n for n, t in zip(names, raw["ch_types"]) if t == "eeg"]
     picks_names = eeg_names if params.channels == "all" else fmt.occipito_parietal(eeg_names)
-    picks = np.array([names.index(n) for n in picks_names])
     first, last = int(round(params.tmin * sfreq)), int(round(params.tmax * sfreq))
     inside = (onsets + first >= 0) & (onsets + last < data.shape[1])
     onsets, codes = onsets[inside], codes[inside]
     present, chosen = select_repetitions(codes, n_cond, reps, params.seed, path)
-
     offsets = np.arange(first, last + 1)
     op = epoch_operator(offsets / sfreq, params, sfreq)
-    out = np.empty((chosen.size, len(picks), op.shape[0]), dtype=np.float32)
-    flat = chosen.ravel()
-    eeg = data[picks]
-    for start in range(0, len(flat), EPOCH_CHUNK):
-        idx = onsets[flat[start : start + EPOCH_CHUNK]]
-        epochs = eeg[:, idx[:, None] + offsets[None, :]]  # (ch, n, t_in)
-        out[start : start + len(idx)] = (epochs @ op.T).transpose(1, 0, 2)
     n_out = op.shape[0] + params.drop_samples
-    times = params.tmin + (np.arange(n_out) / params.sfreq)[params.drop_samples :]
-    del raw, data, eeg
-    return present, out.reshape(len(present), reps, len(picks), -1), picks_names, times
+    return Partition(
+        path=path,
+        data=data,
+        picks=np.array([names.index(n) for n in picks_names]),
+        ch_names=picks_names,
+        codes=present,
+        onsets=onsets[chosen],
+        offsets=offsets,
+        op=op.astype(np.float32),
+        times=params.tmin + (np.arange(n_out) / params.sfreq)[params.drop_samples :],
+    )
 
 
 def whiten(data: np.ndarray, w: np.ndarray) -> np.ndarray:
@@ -257,25 +289,32 @@ def run(raw_dir: Path | str, subject: int, out: Path | str, params: Params = Par
             if not path.is_file():
                 raise InputError(f"{path}: raw session file not found")
     out.parent.mkdir(parents=True, exist_ok=True)
+    fit_on = ("training", "test") if params.cov_fit == "both" else ("training",)
     with tempfile.TemporaryDirectory(dir=out.parent, prefix=f".{out.name}.") as tmp_dir:
         with h5py.File(Path(tmp_dir) / "sessions.h5", "w") as tmp:
-            ch_names = times = None
             for ses in tqdm(sessions, desc=f"sub-{subject:02d} sessions", unit="session"):
-                parts = {}
+                sums = []
                 for part, reps in (("training", params.train_reps), ("test", params.test_reps)):
                     path = fmt.raw_path(raw_dir, subject, ses, part)
-                    parts[part] = epoch_partition(path, n_cond[part], params, reps)
-                    ch_names, times = parts[part][2], parts[part][3]
-                    log.info("ses-%02d %s: %s", ses, part, parts[part][1].shape)
-                if params.mvnn != "none":
-                    fit_on = ("training", "test") if params.cov_fit == "both" else ("training",)
-                    sigma = np.mean([mvnn_covariance(parts[p][1], params.mvnn) for p in fit_on], 0)
-                    w = inverse_sqrt(sigma)
-                for part, (codes, data, _, _) in parts.items():
+                    p = read_partition(path, n_cond[part], params, reps)
                     g = tmp.create_group(f"ses-{ses:02d}/{part}")
-                    g["codes"] = codes
-                    g["data"] = whiten(data, w) if params.mvnn != "none" else data
-                del parts
+                    g["codes"] = p.codes
+                    dset = g.create_dataset("data", p.shape, dtype="float32")
+                    total, count = 0.0, 0
+                    for start, block in p.blocks():
+                        dset[start : start + len(block)] = block
+                        if params.mvnn != "none" and part in fit_on:
+                            block_sum, n = covariance_sum(block, params.mvnn)
+                            total, count = total + block_sum, count + n
+                    if count:
+                        sums.append(total / count)
+                    ch_names, times = p.ch_names, p.times
+                    log.info("ses-%02d %s: %s", ses, part, p.shape)
+                    del p  # frees this raw file before the next is read
+                if params.mvnn != "none":
+                    w = inverse_sqrt(np.mean(sums, axis=0))
+                    for part in fmt.PARTITIONS:
+                        whiten_in_place(tmp[f"ses-{ses:02d}/{part}/data"], w)
             with atomic_path(out) as tmp_out, h5py.File(tmp_out, "w") as f:
                 for part, name in (("training", "train"), ("test", "test")):
                     merge_sessions(tmp, part, name, f, np.random.default_rng(params.seed))
@@ -285,6 +324,11 @@ def run(raw_dir: Path | str, subject: int, out: Path | str, params: Params = Par
                 f.attrs["subject"] = subject
                 f.attrs["raw_dir"] = str(raw_dir)
     log.info("wrote %s", out)
+
+
+def whiten_in_place(dset: h5py.Dataset, w: np.ndarray) -> None:
+    for start in range(0, dset.shape[0], CHUNK):
+        dset[start : start + CHUNK] = whiten(dset[start : start + CHUNK], w)
 
 
 def merge_sessions(tmp: h5py.File, part: str, name: str, f: h5py.File, rng) -> None:
