@@ -121,7 +121,8 @@ def bad_code(raw):
         ("truncated", "truncated or corrupt"),
         ("no_key", "lacks key(s) sfreq"),
         ("no_stim", "no 'stim' channel"),
-        ("nan", "non-finite sample"),
+        ("nan", "non-finite sample (NaN or inf) in channel AF7 at sample 1000"),
+        ("inf", "non-finite sample (NaN or inf) in channel AF7 at sample 1000"),
         ("code", "event code 5000 outside the known range 1..24"),
         ("reps", "fewer than the 9 asked for"),
     ],
@@ -138,8 +139,9 @@ def test_bad_input_fails_with_one_clear_line(world, tmp_path, damage, message):
         rewrite(path, sfreq=None)
     elif damage == "no_stim":
         rewrite(path, raw_eeg_data=drop_stim)
-    elif damage == "nan":
-        rewrite(path, raw_eeg_data=lambda r: set_sample(r, 5, 1000, np.nan))
+    elif damage in ("nan", "inf"):
+        value = np.nan if damage == "nan" else -np.inf
+        rewrite(path, raw_eeg_data=lambda r: set_sample(r, 2, 1000, value))
     elif damage == "code":
         rewrite(path, raw_eeg_data=bad_code)
     elif damage == "reps":

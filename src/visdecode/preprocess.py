@@ -29,6 +29,7 @@ from visdecode.io import atomic_path, set_attrs
 log = logging.getLogger(__name__)
 CHUNK = 1024  # conditions per block when computing covariances and merging sessions
 EPOCH_CHUNK = 256  # epochs cut and projected at once
+LW_BATCH = 2048  # covariance problems solved at once (bounds the batched Gram matrices)
 
 
 @dataclass(frozen=True)
@@ -72,7 +73,7 @@ def ledoit_wolf_batch(x: np.ndarray) -> np.ndarray:
     scale = np.sqrt((centred**2).mean(axis=1))  # StandardScaler: population std
     scale[scale == 0] = 1.0
     z = centred / scale[:, None, :]
-    gram = np.einsum("bti,btj->bij", z, z)  # Z^T Z
+    gram = np.matmul(z.transpose(0, 2, 1), z)  # Z^T Z, batched BLAS
     emp = gram / n
     trace = np.einsum("bii->b", emp)
     mu = trace / p
@@ -101,7 +102,10 @@ def covariance_sum(block: np.ndarray, mode: str) -> tuple[np.ndarray, int]:
         x = block.reshape(-1, n_ch, n_t).transpose(0, 2, 1)
     else:  # X = repetitions x channels per time point
         x = block.transpose(0, 3, 1, 2).reshape(-1, n_rep, n_ch)
-    return ledoit_wolf_batch(x).sum(axis=0), len(x)
+    total = np.zeros((n_ch, n_ch))
+    for i in range(0, len(x), LW_BATCH):
+        total += ledoit_wolf_batch(x[i : i + LW_BATCH]).sum(axis=0)
+    return total, len(x)
 
 
 def inverse_sqrt(cov: np.ndarray) -> np.ndarray:
@@ -194,6 +198,7 @@ class Partition:
     path: Path
     data: np.ndarray  # (rows, samples) float64, read-only view of the raw file
     picks: np.ndarray  # rows of the EEG channels kept
+    means: np.ndarray  # (len(picks), 1) session mean of each kept channel
     ch_names: list[str]
     codes: np.ndarray  # (n_cond,) condition codes present, ascending
     onsets: np.ndarray  # (n_cond, reps) onset samples of the repetitions kept
@@ -213,14 +218,14 @@ class Partition:
         """
         n_cond, reps = self.onsets.shape
         step = max(1, epochs_per_block // reps)
-        means = np.array([self.data[p].mean() for p in self.picks])[:, None, None]
-        rows = self.picks[:, None, None]
+        n_ch, (t_out, t_in) = len(self.picks), self.op.shape
+        buf = np.empty((step * reps, n_ch, t_in), dtype=np.float32)
         for start in range(0, n_cond, step):
-            idx = self.onsets[start : start + step].ravel()
-            epochs = self.data[rows, idx[None, :, None] + self.offsets[None, None, :]]
-            epochs = (epochs - means).astype(np.float32)  # (ch, n, t_in)
-            out = (epochs @ self.op.T).transpose(1, 0, 2)  # (n, ch, t_out)
-            yield start, out.reshape(-1, reps, *out.shape[1:])
+            onsets = self.onsets[start : start + step].ravel()
+            for i, onset in enumerate(onsets + self.offsets[0]):
+                buf[i] = self.data[self.picks, onset : onset + t_in] - self.means  # f64 -> f32
+            out = buf[: len(onsets)].reshape(-1, t_in) @ self.op.T  # one GEMM
+            yield start, out.reshape(-1, reps, n_ch, t_out)
 
 
 def read_partition(path: Path, n_cond: int, params: Params, reps: int) -> Partition:
@@ -229,7 +234,8 @@ def read_partition(path: Path, n_cond: int, params: Params, reps: int) -> Partit
     sfreq = float(raw["sfreq"])
     data = raw["raw_eeg_data"]
     names = raw["ch_names"]
-    finite = np.isfinite(data.sum(axis=1))  # cheap test first; locate only on failure
+    sums = data.sum(axis=1)  # one pass: finiteness test and channel means
+    finite = np.isfinite(sums)
     if not finite.all():
         row = int(np.flatnonzero(~finite)[0])
         col = int(np.flatnonzero(~np.isfinite(data[row]))[0])
@@ -255,10 +261,12 @@ def read_partition(path: Path, n_cond: int, params: Params, reps: int) -> Partit
     offsets = np.arange(first, last + 1)
     op = epoch_operator(offsets / sfreq, params, sfreq)
     n_out = op.shape[0] + params.drop_samples
+    picks = np.array([names.index(n) for n in picks_names])
     return Partition(
         path=path,
         data=data,
-        picks=np.array([names.index(n) for n in picks_names]),
+        picks=picks,
+        means=(sums[picks] / data.shape[1])[:, None],
         ch_names=picks_names,
         codes=present,
         onsets=onsets[chosen],
@@ -269,8 +277,8 @@ def read_partition(path: Path, n_cond: int, params: Params, reps: int) -> Partit
 
 
 def whiten(data: np.ndarray, w: np.ndarray) -> np.ndarray:
-    """X(time x ch) @ W for every epoch; data (cond, reps, ch, t)."""
-    return np.einsum("ij,crjt->crit", w.T, data, optimize=True).astype(np.float32)
+    """X(time x ch) @ W for every epoch; data (cond, reps, ch, t) float32."""
+    return np.einsum("ij,crjt->crit", w.T.astype(np.float32), data, optimize=True)
 
 
 # --------------------------------------------------------------------------- subject
@@ -311,10 +319,9 @@ def run(raw_dir: Path | str, subject: int, out: Path | str, params: Params = Par
                     ch_names, times = p.ch_names, p.times
                     log.info("ses-%02d %s: %s", ses, part, p.shape)
                     del p  # frees this raw file before the next is read
-                if params.mvnn != "none":
-                    w = inverse_sqrt(np.mean(sums, axis=0))
-                    for part in fmt.PARTITIONS:
-                        whiten_in_place(tmp[f"ses-{ses:02d}/{part}/data"], w)
+                # identity = no noise normalisation; applied while merging the sessions
+                w = inverse_sqrt(np.mean(sums, axis=0)) if sums else np.eye(len(ch_names))
+                tmp[f"ses-{ses:02d}/whitening"] = w
             with atomic_path(out) as tmp_out, h5py.File(tmp_out, "w") as f:
                 for part, name in (("training", "train"), ("test", "test")):
                     merge_sessions(tmp, part, name, f, np.random.default_rng(params.seed))
@@ -326,14 +333,11 @@ def run(raw_dir: Path | str, subject: int, out: Path | str, params: Params = Par
     log.info("wrote %s", out)
 
 
-def whiten_in_place(dset: h5py.Dataset, w: np.ndarray) -> None:
-    for start in range(0, dset.shape[0], CHUNK):
-        dset[start : start + CHUNK] = whiten(dset[start : start + CHUNK], w)
-
-
 def merge_sessions(tmp: h5py.File, part: str, name: str, f: h5py.File, rng) -> None:
-    """Gather every condition's repetitions over sessions; shuffle repetitions (seeded)."""
+    """Gather every condition's repetitions over sessions, each whitened with its session's
+    matrix; shuffle repetitions (seeded)."""
     groups = [tmp[s][part] for s in sorted(tmp)]
+    whitening = [tmp[s]["whitening"][:] for s in sorted(tmp)]
     codes = np.unique(np.concatenate([g["codes"][:] for g in groups]))
     where = {int(c): [] for c in codes}
     for gi, g in enumerate(groups):
@@ -360,8 +364,9 @@ def merge_sessions(tmp: h5py.File, part: str, name: str, f: h5py.File, rng) -> N
             if not pos:
                 continue
             rows, idx = map(np.array, zip(*pos))
-            data = g["data"][np.sort(idx)]
-            rows = rows[np.argsort(idx)]
+            # codes are sorted in both, so a block's indices in a session are consecutive
+            lo, hi = idx.min(), idx.max() + 1
+            data = whiten(g["data"][lo:hi], whitening[gi])[idx - lo]
             for r, d in zip(rows, data):
                 block[r, filled[r] : filled[r] + reps] = d
                 filled[r] += reps

@@ -212,8 +212,11 @@ def render_image(
     return Image.fromarray((np.clip(img, 0, 1) * 255).astype(np.uint8))
 
 
-def write_images(root: Path, cfg: WorldConfig) -> None:
-    """Training/test images, image_metadata.npy, the alignment set and synthetic_truth.h5."""
+def write_images(root: Path, cfg: WorldConfig, render: bool = True) -> None:
+    """Training/test images, image_metadata.npy, the alignment set and synthetic_truth.h5.
+
+    render=False writes the metadata and the truth but no pictures (enough for the EEG and
+    its preprocessing, e.g. in benchmarks)."""
     rng = np.random.default_rng([cfg.seed, 1])
     names = _concept_names(cfg.n_train_concepts + cfg.n_test_concepts)
     order = rng.permutation(len(names))
@@ -236,15 +239,19 @@ def write_images(root: Path, cfg: WorldConfig) -> None:
                 fname = f"{concept}_{ii + 1:02d}{'abcdefghijklmnopqrstuvwxyz'[ii % 26]}.jpg"
                 path = images / f"{part}_images" / folder / fname
                 path.parent.mkdir(parents=True, exist_ok=True)
-                render_image(params[ci * per + ii], cfg.image_size, rng, cfg.clutter).save(path, quality=92)
+                if render:
+                    picture = render_image(params[ci * per + ii], cfg.image_size, rng, cfg.clutter)
+                    picture.save(path, quality=92)
                 meta[f"{key}_img_concepts"].append(folder)
                 meta[f"{key}_img_files"].append(fname)
+    images.mkdir(parents=True, exist_ok=True)
     np.save(images / "image_metadata.npy", meta, allow_pickle=True)
 
     align_dir = root / "alignment" / "images"
     align_dir.mkdir(parents=True, exist_ok=True)
-    for i, p in enumerate(align_params):
-        render_image(p, cfg.image_size, rng, cfg.clutter).save(align_dir / f"align_{i:05d}.jpg", quality=92)
+    for i, p in enumerate(align_params if render else []):
+        picture = render_image(p, cfg.image_size, rng, cfg.clutter)
+        picture.save(align_dir / f"align_{i:05d}.jpg", quality=92)
     triplets, odd = simulate_odd_one_out(
         standardise(align_feat), cfg.n_triplets, rng, cfg.judgement_noise
     )
@@ -443,12 +450,12 @@ def write_encoders(root: Path, batch_size: int = 64) -> dict:
     return fit
 
 
-def write_images_atomic(root: Path, cfg: WorldConfig) -> None:
+def write_images_atomic(root: Path, cfg: WorldConfig, render: bool = True) -> None:
     """write_images into a staging folder, then move its parts into place (no partial world)."""
     stage = root / ".staging"
     shutil.rmtree(stage, ignore_errors=True)
     try:
-        write_images(stage, cfg)
+        write_images(stage, cfg, render)
         for name in ("images", "alignment", "synthetic_truth.h5"):
             target = root / name
             if target.is_dir():
