@@ -154,3 +154,18 @@ def test_bad_input_fails_with_one_clear_line(world, tmp_path, damage, message):
     if damage != "reps":
         assert str(path) in text
     assert not out.parent.exists() or list(out.parent.iterdir()) == []
+
+
+def test_covariance_accumulator_waits_for_slow_blocks():
+    """Many blocks queued faster than they are solved: the mean must use every one."""
+    rng = np.random.default_rng(2)
+    blocks = [rng.normal(size=(3, 2, 5, 40)).astype(np.float32) for _ in range(12)]
+    with preprocess.CovarianceAccumulator("epochs") as acc:
+        for block in blocks:
+            acc.add(block)
+        mean = acc.mean()
+    expected = np.mean(
+        [_cov(e.T.astype(np.float64), shrinkage="auto") for b in blocks for c in b for e in c],
+        axis=0,
+    )
+    np.testing.assert_allclose(mean, expected, rtol=1e-9)

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import logging
 import tempfile
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -67,17 +69,20 @@ def ledoit_wolf_batch(x: np.ndarray) -> np.ndarray:
     x: (batch, n_samples, n_features). Standardise each feature, Ledoit-Wolf shrinkage on the
     standardised data, rescale by the standard deviations. Returns (batch, p, p) float64.
     """
-    x = np.asarray(x, dtype=np.float64)
     n, p = x.shape[1], x.shape[2]
+    x = np.asarray(x, dtype=np.float64)
     centred = x - x.mean(axis=1, keepdims=True)
-    scale = np.sqrt((centred**2).mean(axis=1))  # StandardScaler: population std
+    gram = np.matmul(centred.transpose(0, 2, 1), centred)  # Xc^T Xc, batched BLAS
+    scale = np.sqrt(np.diagonal(gram, axis1=1, axis2=2) / n)  # StandardScaler: population std
     scale[scale == 0] = 1.0
-    z = centred / scale[:, None, :]
-    gram = np.matmul(z.transpose(0, 2, 1), z)  # Z^T Z, batched BLAS
+    inv = 1.0 / scale
+    gram *= inv[:, :, None] * inv[:, None, :]  # Z^T Z of the standardised Z, without forming Z
     emp = gram / n
     trace = np.einsum("bii->b", emp)
     mu = trace / p
-    beta_ = ((z**2).sum(axis=2) ** 2).sum(axis=1)  # sum((Z^2)^T (Z^2))
+    np.square(centred, out=centred)
+    row_sq = np.matmul(centred, (inv**2)[:, :, None])[..., 0]  # sum_i z_ti^2 per sample
+    beta_ = (row_sq**2).sum(axis=1)  # sum((Z^2)^T (Z^2))
     delta_ = (gram**2).sum(axis=(1, 2)) / n**2
     beta = (beta_ / n - delta_) / (p * n)
     delta = (delta_ - 2.0 * mu * trace + p * mu**2) / p
@@ -106,6 +111,37 @@ def covariance_sum(block: np.ndarray, mode: str) -> tuple[np.ndarray, int]:
     for i in range(0, len(x), LW_BATCH):
         total += ledoit_wolf_batch(x[i : i + LW_BATCH]).sum(axis=0)
     return total, len(x)
+
+
+class CovarianceAccumulator:
+    """Mean MVNN covariance over blocks, computed in a worker thread so that it overlaps the
+    epoching of the next block (numpy releases the GIL); at most two blocks wait."""
+
+    def __init__(self, mode: str):
+        self.mode = mode
+        self.pool = ThreadPoolExecutor(max_workers=1)
+        self.pending: deque = deque()
+        self.total, self.count = 0.0, 0
+
+    def add(self, block: np.ndarray) -> None:
+        self.pending.append(self.pool.submit(covariance_sum, block, self.mode))
+        while len(self.pending) > 2:
+            self._collect()
+
+    def _collect(self) -> None:
+        block_sum, n = self.pending.popleft().result()
+        self.total, self.count = self.total + block_sum, self.count + n
+
+    def mean(self) -> np.ndarray:
+        while self.pending:
+            self._collect()
+        return self.total / self.count
+
+    def __enter__(self) -> CovarianceAccumulator:
+        return self
+
+    def __exit__(self, exc_type, *exc) -> None:
+        self.pool.shutdown(wait=True, cancel_futures=exc_type is not None)
 
 
 def inverse_sqrt(cov: np.ndarray) -> np.ndarray:
@@ -169,8 +205,13 @@ def find_onsets(stim: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return onsets, stim[onsets].astype(np.int64)
 
 
-def select_repetitions(codes: np.ndarray, n_cond: int, reps: int, seed: int, path: Path):
-    """Indices (into codes) of `reps` trials per condition present, published selection."""
+def select_repetitions(codes: np.ndarray, reps: int, seed: int, path: Path):
+    """Per condition present, the `reps` trials the published script keeps.
+
+    It calls `sklearn.utils.shuffle(idx, random_state=seed, n_samples=reps)` per condition:
+    `RandomState(seed).permutation(len(idx))[:reps]` of the condition's trials. The seed is the
+    same for every condition, so the permutation depends only on the trial count: cached.
+    """
     present = np.unique(codes)
     order = np.argsort(codes, kind="stable")
     bounds = np.searchsorted(codes[order], present)
@@ -182,12 +223,8 @@ def select_repetitions(codes: np.ndarray, n_cond: int, reps: int, seed: int, pat
             f"fewer than the {reps} asked for ({len(short)} such conditions); lower the "
             "repetitions kept per session"
         )
-    chosen = np.stack(
-        [
-            shuffle(order[b : b + c], random_state=seed, n_samples=reps)
-            for b, c in zip(bounds, counts)
-        ]
-    )
+    perms = {int(c): np.random.RandomState(seed).permutation(c)[:reps] for c in set(counts)}
+    chosen = np.stack([order[b + perms[int(c)]] for b, c in zip(bounds, counts)])
     return present, chosen
 
 
@@ -219,11 +256,14 @@ class Partition:
         n_cond, reps = self.onsets.shape
         step = max(1, epochs_per_block // reps)
         n_ch, (t_out, t_in) = len(self.picks), self.op.shape
+        contiguous = np.all(np.diff(self.picks) == 1)
+        rows = slice(self.picks[0], self.picks[-1] + 1) if contiguous else self.picks
         buf = np.empty((step * reps, n_ch, t_in), dtype=np.float32)
         for start in range(0, n_cond, step):
             onsets = self.onsets[start : start + step].ravel()
             for i, onset in enumerate(onsets + self.offsets[0]):
-                buf[i] = self.data[self.picks, onset : onset + t_in] - self.means  # f64 -> f32
+                window = self.data[rows, onset : onset + t_in]  # a view when rows is a slice
+                np.subtract(window, self.means, out=buf[i], casting="unsafe")  # f64 -> f32
             out = buf[: len(onsets)].reshape(-1, t_in) @ self.op.T  # one GEMM
             yield start, out.reshape(-1, reps, n_ch, t_out)
 
@@ -257,7 +297,7 @@ def read_partition(path: Path, n_cond: int, params: Params, reps: int) -> Partit
     first, last = int(round(params.tmin * sfreq)), int(round(params.tmax * sfreq))
     inside = (onsets + first >= 0) & (onsets + last < data.shape[1])
     onsets, codes = onsets[inside], codes[inside]
-    present, chosen = select_repetitions(codes, n_cond, reps, params.seed, path)
+    present, chosen = select_repetitions(codes, reps, params.seed, path)
     offsets = np.arange(first, last + 1)
     op = epoch_operator(offsets / sfreq, params, sfreq)
     n_out = op.shape[0] + params.drop_samples
@@ -308,14 +348,14 @@ def run(raw_dir: Path | str, subject: int, out: Path | str, params: Params = Par
                     g = tmp.create_group(f"ses-{ses:02d}/{part}")
                     g["codes"] = p.codes
                     dset = g.create_dataset("data", p.shape, dtype="float32")
-                    total, count = 0.0, 0
-                    for start, block in p.blocks():
-                        dset[start : start + len(block)] = block
-                        if params.mvnn != "none" and part in fit_on:
-                            block_sum, n = covariance_sum(block, params.mvnn)
-                            total, count = total + block_sum, count + n
-                    if count:
-                        sums.append(total / count)
+                    fit = params.mvnn != "none" and part in fit_on
+                    with CovarianceAccumulator(params.mvnn) as acc:
+                        for start, block in p.blocks():
+                            dset[start : start + len(block)] = block
+                            if fit:
+                                acc.add(block)
+                        if fit:
+                            sums.append(acc.mean())
                     ch_names, times = p.ch_names, p.times
                     log.info("ses-%02d %s: %s", ses, part, p.shape)
                     del p  # frees this raw file before the next is read
