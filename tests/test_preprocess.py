@@ -67,7 +67,7 @@ def test_equals_published_algorithm(world, tmp_path, options):
                 assert relative_error(data[i], ref[part][int(code)]) < 1e-4
 
 
-def test_repetitions_are_shuffled_but_seeded(world, tmp_path):
+def test_output_is_deterministic(world, tmp_path):
     a, b = tmp_path / "a.h5", tmp_path / "b.h5"
     preprocess.run(world, 1, a, preprocess.Params(**PARAMS))
     preprocess.run(world, 1, b, preprocess.Params(**PARAMS))

@@ -3,8 +3,8 @@
 The published steps (Gifford et al. 2022; NICE/AlignVis settings as defaults), per session and
 partition: find events on the stim channel, drop targets (99999), pick channels, epoch
 (tmin..tmax) with baseline correction, resample (MNE's FFT resampler, as `Epochs.resample`),
-drop the first samples, keep `reps` repetitions per condition (chosen with sklearn's `shuffle`
-and the published seed where there are more), multivariate noise normalisation, then merge the
+drop the first samples, keep `reps` repetitions per condition (the trials sklearn's `shuffle`
+picks with the published seed where there are more), multivariate noise normalisation, then merge the
 sessions. Differences from the published script are in how, not what: epochs are cut only for
 the trials kept, in chunks; Ledoit-Wolf covariances are computed in batches; sessions are
 streamed one at a time through a temporary HDF5 file.
@@ -21,7 +21,6 @@ from pathlib import Path
 
 import h5py
 import numpy as np
-from sklearn.utils import shuffle
 from tqdm import tqdm
 
 from visdecode import things_eeg2 as fmt
@@ -29,7 +28,7 @@ from visdecode.errors import InputError
 from visdecode.io import atomic_path, set_attrs
 
 log = logging.getLogger(__name__)
-CHUNK = 1024  # conditions per block when computing covariances and merging sessions
+CHUNK = 1024  # conditions per block when merging sessions
 EPOCH_CHUNK = 256  # epochs cut and projected at once
 LW_BATCH = 2048  # covariance problems solved at once (bounds the batched Gram matrices)
 
@@ -232,7 +231,6 @@ def select_repetitions(codes: np.ndarray, reps: int, seed: int, path: Path):
 class Partition:
     """One raw file, checked, with the trials kept: nothing is epoched yet."""
 
-    path: Path
     data: np.ndarray  # (rows, samples) float64, read-only view of the raw file
     picks: np.ndarray  # rows of the EEG channels kept
     means: np.ndarray  # (len(picks), 1) session mean of each kept channel
@@ -303,7 +301,6 @@ def read_partition(path: Path, n_cond: int, params: Params, reps: int) -> Partit
     n_out = op.shape[0] + params.drop_samples
     picks = np.array([names.index(n) for n in picks_names])
     return Partition(
-        path=path,
         data=data,
         picks=picks,
         means=(sums[picks] / data.shape[1])[:, None],
