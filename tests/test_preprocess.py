@@ -14,14 +14,31 @@ from visdecode.errors import InputError
 PARAMS = dict(train_reps=2, test_reps=4)
 
 
-def test_ledoit_wolf_batch_equals_sklearn():
+@pytest.fixture(autouse=True)
+def small_blocks(monkeypatch):
+    """Blocks as small as the tiny world needs to go through every block boundary: many
+    sample blocks per file, several GEMM blocks per sample block, several write batches."""
+    monkeypatch.setattr(preprocess, "CHUNK_SAMPLES", 2048)
+    monkeypatch.setattr(preprocess, "EPOCH_BLOCK", 8)
+    monkeypatch.setattr(preprocess, "WRITE_BATCH", 16)
+    monkeypatch.setattr(preprocess, "LW_BATCH", 64)
+
+
+@pytest.mark.parametrize("p, n", [(7, 40), (7, 3), (63, 250), (63, 20)], ids=str)
+def test_ledoit_wolf_sum_equals_sklearn(p, n):
+    """Both Gram sides (p <= n, p > n), awkward problems included, in float64 and float32."""
     rng = np.random.default_rng(0)
-    x = rng.normal(size=(5, 40, 7)) @ rng.normal(size=(7, 7)) + rng.normal(size=7)
-    x[2] *= 1e-6  # scale must not matter
-    x[4] = x[4, :2].repeat(20, axis=0)  # few distinct samples
-    ours = preprocess.ledoit_wolf_batch(x)
-    for b in range(len(x)):
-        np.testing.assert_allclose(ours[b], _cov(x[b], shrinkage="auto"), rtol=1e-10, atol=0)
+    x = rng.normal(size=(5, n, p)) @ rng.normal(size=(p, p)) + rng.normal(size=p)
+    x[1] *= 1e-6  # scale must not matter
+    x[2] = x[2, :2].repeat(n, axis=0)[:n]  # two distinct samples
+    x[3, :, 0] = 5.0  # a constant feature
+    expected = sum(_cov(problem, shrinkage="auto") for problem in x)
+    x_t = x.transpose(0, 2, 1)  # (batch, features, samples)
+    np.testing.assert_allclose(
+        preprocess.ledoit_wolf_sum(x_t.copy()), expected, rtol=1e-10, atol=1e-12
+    )
+    ours32 = preprocess.ledoit_wolf_sum(x_t.astype(np.float32))
+    assert np.abs(ours32 - expected).max() < 1e-5 * np.abs(expected).max()
 
 
 def test_resample_equals_mne():
@@ -67,12 +84,44 @@ def test_equals_published_algorithm(world, tmp_path, options):
                 assert relative_error(data[i], ref[part][int(code)]) < 1e-4
 
 
-def test_output_is_deterministic(world, tmp_path):
-    a, b = tmp_path / "a.h5", tmp_path / "b.h5"
-    preprocess.run(world, 1, a, preprocess.Params(**PARAMS))
-    preprocess.run(world, 1, b, preprocess.Params(**PARAMS))
-    with h5py.File(a) as fa, h5py.File(b) as fb:
-        np.testing.assert_array_equal(fa["train"][:], fb["train"][:])
+def test_output_does_not_depend_on_threads_or_blocks(world, tmp_path, monkeypatch):
+    """Bit-identical for 1 and 3 threads; equal to float32 precision with other block sizes
+    (the blocks' centring constants differ)."""
+    paths = [tmp_path / f"{name}.h5" for name in ("one", "three", "big")]
+    for path, threads in zip(paths, (1, 3)):
+        preprocess.run(world, 1, path, preprocess.Params(**PARAMS), threads=threads)
+    monkeypatch.setattr(preprocess, "CHUNK_SAMPLES", 1 << 15)
+    monkeypatch.setattr(preprocess, "EPOCH_BLOCK", 256)
+    preprocess.run(world, 1, paths[2], preprocess.Params(**PARAMS), threads=2)
+    one, three, big = (h5py.File(p) for p in paths)
+    for name in ("train", "test"):
+        np.testing.assert_array_equal(one[name][:], three[name][:])
+        assert np.abs(one[name][:] - big[name][:]).max() < 1e-5 * np.abs(big[name][:]).max()
+
+
+def test_large_offsets_and_drifts_keep_float32_precision(world, tmp_path):
+    """Raw EEG on a DC offset 10^4 times its spread (removed exactly by the block centring),
+    drifting by 100 times its spread over the session (about 30 times within a block of
+    samples here): the float32 projection still equals the published float64 steps."""
+    root = copy_world(world, tmp_path)
+    for part in fmt.PARTITIONS:
+        path = fmt.raw_path(root, 1, 1, part)
+
+        def offset(raw):
+            data = raw["raw_eeg_data"].copy()
+            eeg, spread = data[:-1], data[:-1].std()
+            eeg += spread * (1e4 + 1e2 * np.linspace(0, 1, eeg.shape[1]))
+            return data
+
+        rewrite(path, raw_eeg_data=offset)
+    params = preprocess.Params(**PARAMS, n_sessions=1)
+    out = tmp_path / "sub-01.h5"
+    preprocess.run(root, 1, out, params)
+    ref = published.preprocess_subject(lambda *a: fmt.raw_path(root, *a), 1, 1, params)
+    with h5py.File(out) as f:
+        for part, name in (("training", "train"), ("test", "test")):
+            for code, data in zip(f[f"{name}_codes"][:], f[name][:]):
+                assert relative_error(data, ref[part][int(code)]) < 1e-4
 
 
 # ---------------------------------------------------------------------- bad input
@@ -154,18 +203,3 @@ def test_bad_input_fails_with_one_clear_line(world, tmp_path, damage, message):
     if damage != "reps":
         assert str(path) in text
     assert not out.parent.exists() or list(out.parent.iterdir()) == []
-
-
-def test_covariance_accumulator_waits_for_slow_blocks():
-    """Many blocks queued faster than they are solved: the mean must use every one."""
-    rng = np.random.default_rng(2)
-    blocks = [rng.normal(size=(3, 2, 5, 40)).astype(np.float32) for _ in range(12)]
-    with preprocess.CovarianceAccumulator("epochs") as acc:
-        for block in blocks:
-            acc.add(block)
-        mean = acc.mean()
-    expected = np.mean(
-        [_cov(e.T.astype(np.float64), shrinkage="auto") for b in blocks for c in b for e in c],
-        axis=0,
-    )
-    np.testing.assert_allclose(mean, expected, rtol=1e-9)

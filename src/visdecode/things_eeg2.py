@@ -6,6 +6,8 @@ it), so real and synthetic data go through the same code. Facts: Gifford et al. 
 
 from __future__ import annotations
 
+import pickle
+import struct
 from pathlib import Path
 
 import numpy as np
@@ -25,7 +27,13 @@ SFREQ = 1000.0
 TARGET_CODE = 99999
 PARTITIONS = ("training", "test")
 RAW_KEYS = ("raw_eeg_data", "ch_names", "ch_types", "sfreq")
-METADATA_KEYS = ("train_img_concepts", "train_img_files", "test_img_concepts", "test_img_files")
+LAZY_BYTES = 1 << 20  # pickled arrays this large are read from disk on demand
+METADATA_KEYS = (
+    "train_img_concepts",
+    "train_img_files",
+    "test_img_concepts",
+    "test_img_files",
+)
 
 
 def occipito_parietal(ch_names: list[str]) -> list[str]:
@@ -44,41 +52,230 @@ def raw_path(raw_dir: Path | str, subject: int, session: int, partition: str) ->
     )
 
 
-def load_raw(path: Path | str) -> dict:
-    """Load one raw session file (a pickled dict) and check it; InputError if it is unusable."""
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(
-            f"{path}: raw session file not found; download the raw EEG (visdecode download) "
-            "or generate the synthetic world (visdecode synth)"
-        )
+class _OnDisk:
+    """A large bytes payload of a pickle, left on disk: where it starts and how long it is."""
+
+    __slots__ = ("offset", "size")
+
+    def __init__(self, offset: int, size: int):
+        self.offset, self.size = offset, size
+
+
+class _SkippingReader:
+    """File wrapper for the unpickler: a read of LAZY_BYTES or more is not read but recorded
+    as an _OnDisk marker and skipped, so a raw file's EEG array never has to be loaded whole."""
+
+    def __init__(self, f, size: int):
+        self.f, self.size = f, size
+        self.readline, self.readinto = f.readline, f.readinto
+
+    def read(self, n: int = -1):
+        if n < LAZY_BYTES:
+            return self.f.read(n)
+        offset = self.f.tell()
+        if offset + n > self.size:
+            raise EOFError(f"array data ends at byte {offset + n}, file has {self.size}")
+        self.f.seek(n, 1)
+        return _OnDisk(offset, n)
+
+
+class _Array:
+    """Stands in for numpy's `_reconstruct` while unpickling: holds shape, dtype and order, and
+    the data either in memory or as an _OnDisk marker."""
+
+    def __init__(self, subtype=None, shape=(), dtype=None):
+        self.data = None
+
+    @classmethod
+    def from_buffer(cls, data, dtype, shape, order="C"):  # numpy's protocol-5 reduction
+        arr = cls()
+        arr.__setstate__((shape, dtype, order == "F", data))
+        return arr
+
+    def __setstate__(self, state):
+        self.shape, self.dtype, self.fortran, self.data = state[-4:]
+        self.shape, self.dtype = tuple(self.shape), np.dtype(self.dtype)
+
+    def resolve(self):
+        """An ndarray, unless the data is still on disk (then self)."""
+        if isinstance(self.data, _OnDisk):
+            return self
+        order = "F" if self.fortran else "C"
+        if isinstance(self.data, list):  # an object array (the dict's 0-d wrapper)
+            arr = np.empty(len(self.data), dtype=object)
+            arr[:] = [_resolve(v) for v in self.data]
+            return arr.reshape(self.shape, order=order)
+        return np.frombuffer(self.data, dtype=self.dtype).reshape(self.shape, order=order).copy()
+
+
+def _resolve(obj):
+    if isinstance(obj, _Array):
+        return obj.resolve()
+    if isinstance(obj, dict):
+        return {k: _resolve(v) for k, v in obj.items()}
+    return obj
+
+
+class _Unpickler(pickle._Unpickler):  # the Python unpickler: reads go through _SkippingReader
+    def find_class(self, module, name):
+        if name == "_reconstruct" and module in (
+            "numpy.core.multiarray",
+            "numpy._core.multiarray",
+        ):
+            return _Array
+        if name == "_frombuffer" and module in (
+            "numpy.core.numeric",
+            "numpy._core.numeric",
+        ):
+            return _Array.from_buffer
+        if module.startswith("numpy.core"):  # pickles written by numpy 1.x
+            module = "numpy._core" + module[len("numpy.core") :]
+        return super().find_class(module, name)
+
+    def _load_bytearray8(self):  # protocol 5 stores array data as a bytearray
+        (n,) = struct.unpack("<Q", self.read(8))
+        data = self.read(n)
+        self.append(data if isinstance(data, _OnDisk) else bytearray(data))
+
+    dispatch = {**pickle._Unpickler.dispatch, pickle.BYTEARRAY8[0]: _load_bytearray8}
+
+
+def _unpickle_header(path: Path) -> dict:
+    """The pickled dict of a raw file, with `raw_eeg_data` left on disk where it is large."""
+    size = path.stat().st_size
+    with open(path, "rb") as f:
+        if f.read(6) == np.lib.format.MAGIC_PREFIX:
+            f.seek(0)
+            read_header = {(1, 0): np.lib.format.read_array_header_1_0}.get(
+                np.lib.format.read_magic(f), np.lib.format.read_array_header_2_0
+            )
+            dtype = read_header(f, max_header_size=1 << 20)[2]
+            if dtype != object:
+                raise InputError(f"{path}: expected a pickled dict, found a plain {dtype} array")
+        else:
+            f.seek(0)
+        obj = _Unpickler(_SkippingReader(f, size)).load()
+    obj = _resolve(obj)
+    if isinstance(obj, np.ndarray) and obj.dtype == object and obj.shape == ():
+        obj = obj.item()
+    return obj
+
+
+def _load_whole(path: Path):
     try:
         obj = np.load(path, allow_pickle=True)
-        raw = obj.item() if isinstance(obj, np.ndarray) and obj.dtype == object else obj
+        return obj.item() if isinstance(obj, np.ndarray) and obj.dtype == object else obj
     except Exception as err:  # truncated or not a pickle
         raise InputError(
             f"{path}: cannot be read ({type(err).__name__}: {err}); "
             "the file is truncated or corrupt, download it again"
         ) from None
-    if not isinstance(raw, dict):
-        raise InputError(f"{path}: expected a pickled dict, found {type(raw).__name__}")
-    missing = [k for k in RAW_KEYS if k not in raw]
-    if missing:
-        raise InputError(
-            f"{path}: dict lacks key(s) {', '.join(missing)}; expected {', '.join(RAW_KEYS)}"
-        )
-    data = np.asarray(raw["raw_eeg_data"])
-    names = list(raw["ch_names"])
-    if data.ndim != 2 or data.shape[0] != len(names):
-        raise InputError(
-            f"{path}: raw_eeg_data has shape {data.shape}, expected "
-            f"({len(names)}, n_samples) to match ch_names"
-        )
-    if STIM_NAME not in names:
-        raise InputError(f"{path}: no '{STIM_NAME}' channel in ch_names")
-    raw["raw_eeg_data"] = data
-    raw["ch_names"] = names
-    return raw
+
+
+class RawFile:
+    """One raw session file, checked, with its EEG array read on demand (rows x samples).
+
+    The header (channel names, types, rate) is unpickled; the array's bytes are located in the
+    file and read a block of samples at a time, so the file is never held in memory whole.
+    Arrays stored in an unexpected way are loaded in memory instead; the reads are the same.
+    """
+
+    def __init__(self, path: Path | str):
+        self.path = path = Path(path)
+        if not path.is_file():
+            raise InputError(
+                f"{path}: raw session file not found; download the raw EEG (visdecode "
+                "download) or generate the synthetic world (visdecode synth)"
+            )
+        try:
+            raw = _unpickle_header(path)
+        except InputError:
+            raise
+        except Exception:  # stored some other way, or damaged: numpy's loader decides
+            raw = None
+        if not (
+            isinstance(raw, dict) and isinstance(raw.get("raw_eeg_data"), (_Array, np.ndarray))
+        ):
+            raw = _load_whole(path)
+        if not isinstance(raw, dict):
+            raise InputError(f"{path}: expected a pickled dict, found {type(raw).__name__}")
+        missing = [k for k in RAW_KEYS if k not in raw]
+        if missing:
+            raise InputError(
+                f"{path}: dict lacks key(s) {', '.join(missing)}; expected {', '.join(RAW_KEYS)}"
+            )
+        self.data = raw.pop("raw_eeg_data")
+        if not isinstance(self.data, _Array):
+            self.data = np.asarray(self.data)
+        self.meta = raw
+        self.ch_names, self.ch_types = list(raw["ch_names"]), list(raw["ch_types"])
+        self.sfreq = float(raw["sfreq"])
+        self.shape = tuple(self.data.shape)
+        if isinstance(self.data, _Array) and self.data.data.size != (
+            np.prod(self.shape) * self.data.dtype.itemsize
+        ):
+            raise InputError(
+                f"{path}: raw_eeg_data holds {self.data.data.size} bytes, not the "
+                f"{np.prod(self.shape)} {self.data.dtype} values of its shape; the file is "
+                "corrupt, download it again"
+            )
+        if len(self.shape) != 2 or self.shape[0] != len(self.ch_names):
+            raise InputError(
+                f"{path}: raw_eeg_data has shape {self.shape}, expected "
+                f"({len(self.ch_names)}, n_samples) to match ch_names"
+            )
+        if STIM_NAME not in self.ch_names:
+            raise InputError(f"{path}: no '{STIM_NAME}' channel in ch_names")
+
+    @property
+    def n_samples(self) -> int:
+        return self.shape[1]
+
+    @property
+    def on_disk(self) -> bool:
+        """Whether the EEG array is read from the file on demand (else it is in memory)."""
+        return isinstance(self.data, _Array)
+
+    def read(self, start: int, stop: int, rows=None, out: np.ndarray | None = None) -> np.ndarray:
+        """Samples start..stop-1 of the given rows (default all), float64 (rows, stop - start);
+        into `out` (rows, >= stop - start) where given."""
+        rows = np.arange(self.shape[0]) if rows is None else np.asarray(rows)
+        n = stop - start
+        out = np.empty((len(rows), n)) if out is None else out[: len(rows), :n]
+        if isinstance(self.data, np.ndarray):
+            out[:] = self.data[rows, start:stop]
+            return out
+        item, where = self.data.dtype.itemsize, self.data.data.offset
+        with open(self.path, "rb", buffering=0) as f:
+            if self.data.fortran:  # samples x rows on disk: one contiguous read
+                buf = np.empty((n, self.shape[0]), dtype=self.data.dtype)
+                self._read_into(f, buf, where + start * self.shape[0] * item)
+                out[:] = buf.T[rows]
+            else:  # rows x samples: one read per row
+                direct = self.data.dtype == out.dtype and out.strides[1] == out.itemsize
+                buf = out if direct else np.empty((len(rows), n), dtype=self.data.dtype)
+                for i, r in enumerate(rows):
+                    self._read_into(f, buf[i], where + (r * self.shape[1] + start) * item)
+                if not direct:
+                    out[:] = buf
+        return out
+
+    def _read_into(self, f, buf: np.ndarray, offset: int) -> None:
+        f.seek(offset)
+        if f.readinto(memoryview(buf).cast("B")) != buf.nbytes:
+            raise InputError(
+                f"{self.path}: ends early; the file is truncated or corrupt, download it again"
+            )
+
+
+def load_raw(path: Path | str) -> dict:
+    """Load one raw session file (a pickled dict) whole and check it; InputError if unusable."""
+    raw = RawFile(path)
+    return {
+        **raw.meta,
+        "raw_eeg_data": raw.read(0, raw.n_samples),
+        "ch_names": raw.ch_names,
+    }
 
 
 def load_image_metadata(path: Path | str) -> dict:
