@@ -10,7 +10,7 @@ rule preprocess:
         "results/benchmarks/preprocess/{dataset}/sub-{subject}.tsv"
     conda:
         "../envs/preprocess.yaml"
-    threads: 1
+    threads: config["preprocess"]["threads"]
     resources:
         mem_mb=8000,
         runtime=60,

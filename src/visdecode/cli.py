@@ -49,7 +49,7 @@ def _preprocess(a: argparse.Namespace) -> None:
         n_sessions=a.sessions,
         seed=a.seed,
     )
-    preprocess.run(a.raw_dir, a.subject, a.out, params)
+    preprocess.run(a.raw_dir, a.subject, a.out, params, threads=a.threads)
 
 
 def _embed(a: argparse.Namespace) -> None:
@@ -117,6 +117,10 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--test-reps", type=int, default=20, help="repetitions kept per session")
     s.add_argument("--sessions", type=int, default=4)
     s.add_argument("--seed", type=int, default=20200220, help="repetition-selection seed")
+    s.add_argument(
+        "--threads", type=int, default=None,
+        help="worker threads (default: every CPU available); the output does not depend on it",
+    )  # fmt: skip
     s.set_defaults(func=_preprocess)
 
     s = sub.add_parser("embed", help="image embeddings of one encoder -> HDF5")

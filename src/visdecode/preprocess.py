@@ -274,38 +274,43 @@ class Partition:
     def op_t(self) -> np.ndarray:
         return np.ascontiguousarray(self.op.T)
 
-    def epochs(self, pool: Workers, covariance: str | None) -> tuple[np.ndarray, np.ndarray, int]:
-        """Every kept epoch, (n_cond, reps, ch, t) float32, and the sum and count of the MVNN
+    def epochs(self, pool: Workers, covariance: str | None):
+        """Every kept epoch in time order, (n_epochs, ch, t) float32; `index` (n_epochs,), the
+        place of each in (n_cond, reps) flattened; and the sum and count of the MVNN
         covariances in the given mode (None: none).
 
         The file is read once, in blocks of samples, each block a task for the pool: read in
         float64, checked for NaN/inf, centred on the block mean of each channel and cast to
         float32 (baseline correction removes a constant exactly, so the centring changes
-        nothing but lets float32 carry the projection), then its epochs are cut, projected
-        and, in `epochs` mode, their covariances summed while they are in cache. Sums are
-        added in block order, so the result does not depend on the number of threads.
+        nothing but lets float32 carry the projection), then its epochs are cut and projected
+        straight into the output and, in `epochs` mode, their covariances summed while they are
+        in cache. Sums are added in block order: the result does not depend on the threads.
         """
         n_cond, reps = self.onsets.shape
         n_ch, t_out = len(self.picks), self.op.shape[0]
-        out = np.empty((n_cond * reps, n_ch, t_out), dtype=np.float32)
         starts = self.onsets.ravel() + self.first
-        order = np.argsort(starts, kind="stable")
+        index = np.argsort(starts, kind="stable")
+        starts = starts[index]
+        out = np.empty((len(starts), n_ch, t_out), dtype=np.float32)
         blocks = range(0, self.raw.n_samples, CHUNK_SAMPLES)
         per_epoch = covariance == "epochs"
-        sums = pool.map(lambda a: self._block(a, starts[order], order, out, per_epoch), blocks)
-        total, count = np.zeros((n_ch, n_ch)), 0
-        data = out.reshape(n_cond, reps, n_ch, t_out)
+        sums = pool.map(lambda a: self._block(a, starts, out, per_epoch), blocks)
         if covariance == "time":  # needs every repetition of a condition: after the epochs
             list(sums)
+            by_condition = np.argsort(index).reshape(n_cond, reps)  # time position of each
             step = max(1, EPOCH_BLOCK // reps)
-            conds = range(0, n_cond, step)
-            sums = pool.map(lambda i: covariance_sum(data[i : i + step], "time"), conds)
+
+            def condition_block(i: int) -> tuple[np.ndarray, int]:
+                return covariance_sum(out[by_condition[i : i + step]], "time")
+
+            sums = pool.map(condition_block, range(0, n_cond, step))
+        total, count = np.zeros((n_ch, n_ch)), 0
         for block_sum, n in sums:
             total, count = total + block_sum, count + n
-        return data, total, count
+        return out, index, total, count
 
-    def _block(self, a: int, starts, order, out, per_epoch: bool) -> tuple[np.ndarray, int]:
-        """Samples a..a+CHUNK_SAMPLES (plus the tail of the last epoch): epochs -> out."""
+    def _block(self, a: int, starts, out, per_epoch: bool) -> tuple[np.ndarray, int]:
+        """Samples a..a+CHUNK_SAMPLES (plus the tail of the last epoch) -> their epochs in out."""
         n_ch, (t_out, t_in) = len(self.picks), self.op.shape
         b = min(a + CHUNK_SAMPLES, self.raw.n_samples)
         lo, hi = np.searchsorted(starts, [a, b])  # epochs that start in this block
@@ -324,15 +329,12 @@ class Partition:
         eeg = _buffer("eeg", (n_ch, CHUNK_SAMPLES + t_in), np.float32)[:, : stop - a]
         np.subtract(chunk[rows], (sums[rows] / (stop - a))[:, None], out=eeg, casting="unsafe")
         windows = _buffer("windows", (EPOCH_BLOCK, n_ch, t_in), np.float32)
-        projected = _buffer("projected", (EPOCH_BLOCK * n_ch, t_out), np.float32)
         for e0 in range(lo, hi, EPOCH_BLOCK):
             e1 = min(e0 + EPOCH_BLOCK, hi)
             for i, s in enumerate(starts[e0:e1] - a):
                 windows[i] = eeg[:, s : s + t_in]
-            block = projected[: (e1 - e0) * n_ch]
-            np.matmul(windows[: e1 - e0].reshape(-1, t_in), self.op_t, out=block)
-            block = block.reshape(-1, n_ch, t_out)
-            out[order[e0:e1]] = block
+            block = out[e0:e1]
+            np.matmul(windows[: e1 - e0].reshape(-1, t_in), self.op_t, out=block.reshape(-1, t_out))
             if per_epoch:
                 total += ledoit_wolf_sum(block)
         return total, (hi - lo if per_epoch else 0)
@@ -427,9 +429,10 @@ class Merge:
         shape = (len(self.codes), self.total) + tuple(epoch_shape)
         return f.create_dataset(name, shape, "<f4", dcpl=dcpl)
 
-    def write(self, dset: h5py.Dataset, ses: int, data: np.ndarray, w, pool: Workers) -> None:
-        """Whiten a session's epochs (cond, reps, ch, t), X(time x ch) @ W (None: as they
-        are), and write each to its output row and slot.
+    def write(self, dset: h5py.Dataset, ses: int, data, index, w, pool: Workers) -> None:
+        """Whiten a session's epochs (n_epochs, ch, t), X(time x ch) @ W (None: as they are),
+        and write each to its output row and slot; index: each epoch's place in the session's
+        (n_cond, reps) flattened.
 
         The epochs land at scattered places (the shuffle), which h5py's point selections
         write at ~100 us an epoch; the dataset's bytes have a fixed offset in the file
@@ -439,8 +442,8 @@ class Merge:
         w_t = None if w is None else w.T.astype(np.float32)
         epoch_bytes = int(np.prod(dset.shape[2:])) * 4
         rows, slots = self.rows[ses], self.slots[ses]
-        where = (dset.id.get_offset() + (rows[:, None] * self.total + slots) * epoch_bytes).ravel()
-        flat = data.reshape(-1, *data.shape[2:])
+        where = dset.id.get_offset() + (rows[:, None] * self.total + slots) * epoch_bytes
+        where, flat = where.ravel()[index], data
         fd = os.open(dset.file.filename, os.O_WRONLY)
 
         def write_batch(i: int) -> None:
@@ -503,22 +506,22 @@ def run(
             dsets[part] = merges[part].create(f, name, parts[1, part].shape[2:])
             f[f"{name}_codes"] = merges[part].codes
         for ses in tqdm(sessions, desc=f"sub-{subject:02d} sessions", unit="session"):
-            data, covs = {}, []
+            data, index, covs = {}, {}, []
             for part in reps:
                 start = time.perf_counter()
                 fit = params.mvnn != "none" and part in fit_on
                 mode = params.mvnn if fit else None
-                data[part], total, count = parts[ses, part].epochs(pool, mode)
+                data[part], index[part], total, count = parts[ses, part].epochs(pool, mode)
                 if fit:
                     covs.append(total / count)
                 log.info(
-                    "ses-%02d %s: epochs %s%s in %.1f s", ses, part, data[part].shape,
+                    "ses-%02d %s: %s epochs%s in %.1f s", ses, part, parts[ses, part].shape,
                     f", {count} {mode} covariances" if fit else "", time.perf_counter() - start,
                 )  # fmt: skip
             start = time.perf_counter()
             w = inverse_sqrt(np.mean(covs, axis=0)) if covs else None  # None: no MVNN
             for part in reps:
-                merges[part].write(dsets[part], ses, data[part], w, pool)
+                merges[part].write(dsets[part], ses, data[part], index[part], w, pool)
             log.info("ses-%02d: whitened and written in %.1f s", ses, time.perf_counter() - start)
             del data
         f["ch_names"] = parts[1, "training"].ch_names
