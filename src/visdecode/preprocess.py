@@ -135,10 +135,11 @@ def covariance_sum(block: np.ndarray, mode: str) -> tuple[np.ndarray, int]:
 
 
 class Workers:
-    """A pool of threads for the blocks of work, with BLAS single-threaded inside it: blocks in
-    parallel use the cores better than one block at a time with threaded BLAS (half of the
-    work is not BLAS), and every block computes the same way whatever the thread count.
-    Queued blocks are cancelled when one fails."""
+    """A pool of threads for the blocks of work, with BLAS single-threaded while it runs:
+    blocks in parallel use the cores better than one block at a time with threaded BLAS (the
+    reading, casting, cutting of windows and much of the Ledoit-Wolf work are not BLAS), and
+    every block computes the same way whatever the thread count. Queued blocks are cancelled
+    when one fails."""
 
     def __init__(self, threads: int):
         self.threads = max(1, int(threads))
