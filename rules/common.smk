@@ -46,13 +46,20 @@ def image_metadata():
 
 
 def encoder_weights(wildcards):
-    """Weights of synthetic encoders are made by the workflow; real ones are fetched on use."""
+    """Weights of synthetic encoders are made by the workflow; a local checkpoint given in
+    config is an input (a new one re-embeds); others are fetched into the cache on use.
+    """
     if SYNTHETIC and wildcards.image_encoder.startswith("synth_"):
         return [
             f"{WEIGHTS_DIR}/synth_resnet18.pt",
             f"{WEIGHTS_DIR}/synth_resnet18_glocal.pt",
         ]
-    return []
+    local = local_weights(wildcards)
+    return [local] if local else []
+
+
+def local_weights(wildcards):
+    return config.get("local_weights", {}).get(wildcards.image_encoder)
 
 
 def run_results(wildcards=None):

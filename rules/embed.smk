@@ -17,6 +17,7 @@ rule embed:
         gpu=GPU,
     params:
         weights_dir=WEIGHTS_DIR,
+        local_weights=local_weights,
         options=config["embed"],
     script:
         "../workflow/scripts/embed.py"

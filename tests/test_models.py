@@ -44,7 +44,7 @@ def test_unknown_encoders_are_named():
 
 def test_missing_weights_name_the_file(tmp_path):
     with pytest.raises(InputError, match="synth_resnet18.pt.*visdecode synth encoders"):
-        image_encoders.get("synth_resnet18").build(tmp_path)
+        image_encoders.load("synth_resnet18", tmp_path)
 
 
 def test_glocal_fit_learns_the_judgements():

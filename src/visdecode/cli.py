@@ -55,7 +55,9 @@ def _preprocess(a: argparse.Namespace) -> None:
 def _embed(a: argparse.Namespace) -> None:
     from visdecode import embed
 
-    embed.run(a.encoder, a.images_dir, a.weights_dir, a.out, a.batch_size, a.workers)
+    embed.run(
+        a.encoder, a.images_dir, a.weights_dir, a.out, a.batch_size, a.workers, a.local_weights
+    )
 
 
 def _train(a: argparse.Namespace) -> None:
@@ -130,6 +132,10 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--out", required=True)
     s.add_argument("--batch-size", type=int, default=64)
     s.add_argument("--workers", type=int, default=0, help="JPEG-decoding processes")
+    s.add_argument(
+        "--local-weights", default=None,
+        help="a checkpoint file to use instead of the cached/downloaded weights",
+    )  # fmt: skip
     s.set_defaults(func=_embed)
 
     s = sub.add_parser("train", help="train a brain encoder with symmetric InfoNCE")

@@ -39,9 +39,11 @@ class ImageFiles(Dataset):
 
 
 def preprocessing(spec: image_encoders.EncoderSpec) -> transforms.Compose:
+    """The encoder's own: resize the shorter side, centre crop, to tensor, normalise."""
+    interpolation = transforms.InterpolationMode(spec.interpolation)
     return transforms.Compose(
         [
-            transforms.Resize(spec.image_size, interpolation=transforms.InterpolationMode.BICUBIC),
+            transforms.Resize(spec.resize or spec.image_size, interpolation=interpolation),
             transforms.CenterCrop(spec.image_size),
             transforms.ToTensor(),
             transforms.Normalize(spec.mean, spec.std),
@@ -94,17 +96,19 @@ def run(
     out: Path | str,
     batch_size: int = 64,
     workers: int = 0,
+    local_weights: Path | str | None = None,
 ) -> None:
-    spec = image_encoders.get(encoder)
-    images_dir, weights_dir = Path(images_dir), Path(weights_dir)
+    """Embed a data set's images with one encoder; weights from `weights_dir` (the cache,
+    filled on first use) or the checkpoint `local_weights`."""
+    images_dir = Path(images_dir)
+    meta = things_eeg2.load_image_metadata(images_dir / "image_metadata.npy")
+    spec, model, weight_paths = image_encoders.load(encoder, weights_dir, local_weights)
     if spec.synthetic:
         log.warning(
             "image encoder %s uses RANDOM-INITIALISED weights: valid for the synthetic "
             "world only, never for real data",
             encoder,
         )
-    meta = things_eeg2.load_image_metadata(images_dir / "image_metadata.npy")
-    model = spec.build(weights_dir)
     device = pick_device()
     log.info("embedding with %s (%s) on %s", encoder, spec.weights, device)
     result = {}
@@ -121,15 +125,13 @@ def run(
             f,
             {
                 "encoder": spec.name,
+                "family": spec.family,
                 "dim": spec.dim,
                 "weights": spec.weights,
-                "weights_sha256": image_encoders.weights_checksum(spec, weights_dir),
+                "weights_files": [str(p) for p in weight_paths],
+                "weights_sha256": image_encoders.weights_checksum(weight_paths),
                 "synthetic": spec.synthetic,
-                "preprocessing": (
-                    f"resize {spec.image_size} bicubic, centre crop {spec.image_size}, "
-                    f"normalise mean={spec.mean} std={spec.std}"
-                ),
+                "preprocessing": spec.preprocessing,
                 "images_dir": str(images_dir),
             },
         )
-

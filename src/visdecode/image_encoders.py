@@ -1,14 +1,21 @@
 """Image encoders by name: a registry of frozen models that map images to embeddings.
 
-Each entry says its embedding dimension, its preprocessing and where its weights come from.
-Aligned/unaligned *pairs* are declared in config, not here.
+Each entry says its embedding dimension, its preprocessing and where its weights come from
+(`visdecode.weights` fetches and caches them). Aligned/unaligned *pairs* are declared in config,
+not here. Families:
 
-Synthetic-world encoders (offline, random-initialised weights, for the synthetic world only):
-
-* ``synth_resnet18``: timm's ResNet-18 definition, weights drawn at random with a fixed seed
-  and stored in the world (``encoders/synth_resnet18.pt``).
-* ``synth_resnet18_glocal``: the same backbone followed by an affine transform fitted, as
-  gLocal does, to (simulated) human odd-one-out judgements (``encoders/synth_resnet18_glocal.pt``).
+* open_clip: OpenAI CLIP (ViT-B/32, ViT-L/14, RN50; OpenAI's own checkpoint files, whose URLs
+  carry their SHA-256) and OpenCLIP (ViT-B/32 laion400m, ViT-L/14 laion2b and laion400m).
+  The embedding is `encode_image`, unnormalised.
+* timm: DINO ViT-B/16 and ViT-B/8, DINOv2 ViT-B/14 and ViT-L/14 (at 224 px, the position
+  embedding resampled by timm), from the authors' checkpoint files. The embedding is the CLS
+  token.
+* harmonization: the Harmonization models exist only as Keras weights (serre-lab); no PyTorch
+  port with published weights is known, so these entries explain that instead of loading.
+* synthetic (offline, random-initialised, for the synthetic world only):
+  ``synth_resnet18`` (timm's ResNet-18 definition, weights drawn with a fixed seed) and
+  ``synth_resnet18_glocal`` (the same backbone and an affine transform fitted, as gLocal does,
+  to simulated human odd-one-out judgements).
 """
 
 from __future__ import annotations
@@ -23,7 +30,9 @@ import numpy as np
 import torch
 from torch import nn
 
+from visdecode import weights
 from visdecode.errors import InputError
+from visdecode.weights import WeightFile
 
 log = logging.getLogger(__name__)
 
@@ -35,14 +44,26 @@ SYNTH_BACKBONE_SEED = 1234
 @dataclass(frozen=True)
 class EncoderSpec:
     name: str
+    family: str  # open_clip | timm | harmonization | synthetic
+    model: str  # the model definition, as the family names it
     dim: int
-    image_size: int
+    image_size: int  # centre crop
     mean: tuple[float, float, float]
     std: tuple[float, float, float]
     weights: str  # where the weights come from, in words
-    weight_files: tuple[str, ...]  # files expected in the weights directory
-    build: Callable[[Path], nn.Module]  # weights directory -> module (eval mode)
+    files: tuple[WeightFile, ...]  # weight files, fetched into the cache
+    build: Callable[[list[Path]], nn.Module] | None  # weight file paths -> module (eval mode)
+    resize: int | None = None  # shorter side before the centre crop (default: image_size)
+    interpolation: str = "bicubic"
     synthetic: bool = False
+    unavailable: str | None = None  # why no weights can be had (then build is None)
+
+    @property
+    def preprocessing(self) -> str:
+        return (
+            f"resize {self.resize or self.image_size} {self.interpolation}, centre crop "
+            f"{self.image_size}, normalise mean={self.mean} std={self.std}"
+        )
 
 
 class AffineHead(nn.Module):
@@ -69,46 +90,188 @@ def synth_backbone() -> nn.Module:
     return model.eval()
 
 
-def _load_state(path: Path, encoder: str) -> dict:
-    if not path.is_file():
-        raise InputError(
-            f"{path}: weights for image encoder '{encoder}' not found; for the synthetic "
-            "world run `visdecode synth encoders`, otherwise download them or set the "
-            "encoder's weights path in config"
-        )
-    return torch.load(path, map_location="cpu", weights_only=True)
-
-
-def _build_synth_resnet18(weights_dir: Path) -> nn.Module:
+def _build_synth_resnet18(paths: list[Path]) -> nn.Module:
     model = synth_backbone()
-    model.load_state_dict(_load_state(weights_dir / "synth_resnet18.pt", "synth_resnet18"))
+    model.load_state_dict(torch.load(paths[0], map_location="cpu", weights_only=True))
     return model.eval()
 
 
-def _build_synth_resnet18_glocal(weights_dir: Path) -> nn.Module:
-    backbone = _build_synth_resnet18(weights_dir)
+def _build_synth_resnet18_glocal(paths: list[Path]) -> nn.Module:
     head = AffineHead(512)
-    path = weights_dir / "synth_resnet18_glocal.pt"
-    head.load_state_dict(_load_state(path, "synth_resnet18_glocal"))
-    return nn.Sequential(backbone, head).eval()
+    head.load_state_dict(torch.load(paths[1], map_location="cpu", weights_only=True))
+    return nn.Sequential(_build_synth_resnet18(paths[:1]), head).eval()
+
+
+class ImageTower(nn.Module):
+    """A CLIP model's image side: forward = encode_image (unnormalised)."""
+
+    def __init__(self, clip: nn.Module):
+        super().__init__()
+        self.clip = clip
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.clip.encode_image(x)
+
+
+def _openai_clip(paths: list[Path]) -> nn.Module:
+    """OpenAI's checkpoint (a TorchScript archive or its state dict) via open_clip's loader."""
+    from open_clip.openai import load_openai_model
+
+    return ImageTower(load_openai_model(str(paths[0]), precision="fp32", device="cpu")).eval()
+
+
+def _open_clip(arch: str, quick_gelu: bool) -> Callable[[list[Path]], nn.Module]:
+    def build(paths: list[Path]) -> nn.Module:
+        import open_clip
+
+        model = open_clip.create_model(arch, pretrained=str(paths[0]), quick_gelu=quick_gelu)
+        return ImageTower(model).eval()
+
+    return build
+
+
+def _timm(name: str, image_size: int) -> Callable[[list[Path]], nn.Module]:
+    def build(paths: list[Path]) -> nn.Module:
+        import timm
+
+        return timm.create_model(
+            name,
+            pretrained=True,  # from the file below, through timm's own checkpoint conversion
+            pretrained_cfg_overlay={"file": str(paths[0])},
+            num_classes=0,
+            img_size=image_size,
+        ).eval()
+
+    return build
+
+
+OPENAI_MEAN = (0.48145466, 0.4578275, 0.40821073)
+OPENAI_STD = (0.26862954, 0.26130258, 0.27577711)
+OPENAI_URL = "https://openaipublic.azureedge.net/clip/models/{sha}/{file}"
+OPENCLIP_URL = "https://github.com/mlfoundations/open_clip/releases/download/v0.2-weights/{file}"
+HF_URL = "https://huggingface.co/{repo}/resolve/main/{file}"
+FB_URL = "https://dl.fbaipublicfiles.com/{path}"
+
+
+def _openai(name: str, dim: int, file: str, sha: str, model: str) -> EncoderSpec:
+    return EncoderSpec(
+        name=name,
+        family="open_clip",
+        model=model.replace("/", "-"),
+        dim=dim,
+        image_size=224,
+        mean=OPENAI_MEAN,
+        std=OPENAI_STD,
+        weights=f"OpenAI CLIP {model} (OpenAI's checkpoint)",
+        files=(WeightFile(f"openai-{file}", OPENAI_URL.format(sha=sha, file=file), sha256=sha),),
+        build=_openai_clip,
+    )
+
+
+def _openclip(name, dim, arch, quick_gelu, words, file) -> EncoderSpec:
+    mean, std = ((0.5,) * 3, (0.5,) * 3) if "laion2b" in name else (OPENAI_MEAN, OPENAI_STD)
+    return EncoderSpec(
+        name=name,
+        family="open_clip",
+        model=arch,
+        dim=dim,
+        image_size=224,
+        mean=mean,
+        std=std,
+        weights=f"OpenCLIP {arch} {words}",
+        files=(file,),
+        build=_open_clip(arch, quick_gelu),
+    )
+
+
+def _dino(name: str, dim: int, timm_name: str, words: str, path: str, crop_pct: float):
+    return EncoderSpec(
+        name=name,
+        family="timm",
+        model=timm_name,
+        dim=dim,
+        image_size=224,
+        mean=IMAGENET_MEAN,
+        std=IMAGENET_STD,
+        weights=f"{words} (the authors' checkpoint, loaded by timm)",
+        files=(WeightFile(f"{name}-{Path(path).name}", FB_URL.format(path=path)),),
+        build=_timm(timm_name, 224),
+        resize=int(224 / crop_pct),
+    )
+
+
+def _harmonization(name: str, dim: int, arch: str) -> EncoderSpec:
+    return EncoderSpec(
+        name=name,
+        family="harmonization",
+        model=arch,
+        dim=dim,
+        image_size=224,
+        mean=IMAGENET_MEAN,
+        std=IMAGENET_STD,
+        weights=f"Harmonization {arch} (serre-lab), Keras weights only",
+        files=(),
+        build=None,
+        unavailable=(
+            f"the Harmonization {arch} weights are published only as Keras models "
+            "(serre-lab/harmonization) and no PyTorch port with published weights is known; "
+            "converting them is not supported here"
+        ),
+    )
 
 
 REGISTRY: dict[str, EncoderSpec] = {
     spec.name: spec
     for spec in (
+        _openai("clip_vitb32", 512, "ViT-B-32.pt",
+                "40d365715913c9da98579312b702a82c18be219cc2a73407c4526f58eba950af", "ViT-B/32"),
+        _openai("clip_vitl14", 768, "ViT-L-14.pt",
+                "b8cca3fd41ae0c99ba7e8951adf17d267cdb84cd88be6f7c2e0eca1737a03836", "ViT-L/14"),
+        _openai("clip_rn50", 1024, "RN50.pt",
+                "afeb0e10f9e5a86da6080e35cf09123aca3b358a0c3e3b6c78a7b63bc04b6762", "RN50"),
+        _openclip("openclip_vitb32_laion400m", 512, "ViT-B-32", True, "laion400m_e32",
+                  WeightFile("vit_b_32-quickgelu-laion400m_e32-46683a32.pt",
+                             OPENCLIP_URL.format(file="vit_b_32-quickgelu-laion400m_e32-46683a32.pt"),
+                             sha256_prefix="46683a32")),
+        _openclip("openclip_vitl14_laion400m", 768, "ViT-L-14", False, "laion400m_e32",
+                  WeightFile("vit_l_14-laion400m_e32-3d133497.pt",
+                             OPENCLIP_URL.format(file="vit_l_14-laion400m_e32-3d133497.pt"),
+                             sha256_prefix="3d133497")),
+        _openclip("openclip_vitl14_laion2b", 768, "ViT-L-14", False, "laion2b_s32b_b82k (no "
+                  "published checksum; the SHA-256 is recorded with the embeddings)",
+                  WeightFile("openclip-vit-l-14-laion2b_s32b_b82k.bin",
+                             HF_URL.format(repo="laion/CLIP-ViT-L-14-laion2B-s32B-b82K",
+                                           file="open_clip_pytorch_model.bin"))),
+        _dino("dino_vitb16", 768, "vit_base_patch16_224.dino", "DINO ViT-B/16",
+              "dino/dino_vitbase16_pretrain/dino_vitbase16_pretrain.pth", 0.875),
+        _dino("dino_vitb8", 768, "vit_base_patch8_224.dino", "DINO ViT-B/8",
+              "dino/dino_vitbase8_pretrain/dino_vitbase8_pretrain.pth", 0.875),
+        _dino("dinov2_vitb14", 768, "vit_base_patch14_dinov2.lvd142m", "DINOv2 ViT-B/14",
+              "dinov2/dinov2_vitb14/dinov2_vitb14_pretrain.pth", 0.875),
+        _dino("dinov2_vitl14", 1024, "vit_large_patch14_dinov2.lvd142m", "DINOv2 ViT-L/14",
+              "dinov2/dinov2_vitl14/dinov2_vitl14_pretrain.pth", 0.875),
+        _harmonization("harmonization_vitb16", 768, "ViT-B/16"),
+        _harmonization("harmonization_resnet50", 2048, "ResNet-50"),
+        _harmonization("harmonization_convnext", 768, "ConvNeXt-T"),
+        _harmonization("harmonization_levit", 384, "LeViT-S"),
+        _harmonization("harmonization_vgg16", 4096, "VGG-16"),
         EncoderSpec(
             name="synth_resnet18",
+            family="synthetic",
+            model="resnet18",
             dim=512,
             image_size=128,
             mean=IMAGENET_MEAN,
             std=IMAGENET_STD,
             weights="synthetic world: timm resnet18, RANDOM weights (seed 1234), not pretrained",
-            weight_files=("synth_resnet18.pt",),
+            files=(WeightFile("synth_resnet18.pt"),),
             build=_build_synth_resnet18,
             synthetic=True,
         ),
         EncoderSpec(
             name="synth_resnet18_glocal",
+            family="synthetic",
+            model="resnet18",
             dim=512,
             image_size=128,
             mean=IMAGENET_MEAN,
@@ -117,12 +280,12 @@ REGISTRY: dict[str, EncoderSpec] = {
                 "synthetic world: synth_resnet18 (RANDOM weights) + gLocal-style affine "
                 "transform fitted to simulated human odd-one-out judgements"
             ),
-            weight_files=("synth_resnet18.pt", "synth_resnet18_glocal.pt"),
+            files=(WeightFile("synth_resnet18.pt"), WeightFile("synth_resnet18_glocal.pt")),
             build=_build_synth_resnet18_glocal,
             synthetic=True,
         ),
     )
-}
+}  # fmt: skip
 
 
 def get(name: str) -> EncoderSpec:
@@ -134,11 +297,33 @@ def get(name: str) -> EncoderSpec:
         ) from None
 
 
-def weights_checksum(spec: EncoderSpec, weights_dir: Path) -> str:
-    """SHA-256 over the encoder's weight files, in order."""
+def load(name: str, cache_dir: Path | str, local: Path | str | None = None):
+    """(spec, model in eval mode, weight file paths): the weights fetched into `cache_dir` on
+    first use, or read from `local` (a checkpoint file, for single-file encoders)."""
+    spec = get(name)
+    if spec.unavailable:
+        raise InputError(f"image encoder '{name}' cannot be loaded: {spec.unavailable}")
+    if local is not None and len(spec.files) != 1:
+        raise InputError(f"image encoder '{name}' has {len(spec.files)} weight files; "
+                         "local_weights takes encoders with one")  # fmt: skip
+    paths = [weights.fetch(name, wf, cache_dir, local) for wf in spec.files]
+    try:
+        model = spec.build(paths)
+    except InputError:
+        raise
+    except Exception as err:  # a file that is not this model's checkpoint
+        raise InputError(
+            f"{paths[0]}: not a checkpoint of image encoder '{name}' ({type(err).__name__}: "
+            f"{str(err).splitlines()[0][:200]}); delete it to download it again"
+        ) from None
+    return spec, model.eval(), paths
+
+
+def weights_checksum(paths: list[Path]) -> str:
+    """SHA-256 over the weight files, in order."""
     h = hashlib.sha256()
-    for fname in spec.weight_files:
-        with open(Path(weights_dir) / fname, "rb") as fh:
+    for path in paths:
+        with open(path, "rb") as fh:
             for block in iter(lambda: fh.read(1 << 20), b""):
                 h.update(block)
     return h.hexdigest()

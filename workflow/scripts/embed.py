@@ -15,4 +15,5 @@ embed.run(
     snakemake.params.weights_dir,
     snakemake.output[0],
     **snakemake.params.options,
+    local_weights=snakemake.params.local_weights,
 )
