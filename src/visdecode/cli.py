@@ -56,7 +56,14 @@ def _embed(a: argparse.Namespace) -> None:
     from visdecode import embed
 
     embed.run(
-        a.encoder, a.images_dir, a.weights_dir, a.out, a.batch_size, a.workers, a.local_weights
+        a.encoder,
+        a.images_dir,
+        a.weights_dir,
+        a.out,
+        a.batch_size,
+        a.workers,
+        a.local_weights,
+        a.compile,
     )
 
 
@@ -132,6 +139,7 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--out", required=True)
     s.add_argument("--batch-size", type=int, default=64)
     s.add_argument("--workers", type=int, default=0, help="JPEG-decoding processes")
+    s.add_argument("--compile", action="store_true", help="torch.compile the encoder first")
     s.add_argument(
         "--local-weights", default=None,
         help="a checkpoint file to use instead of the cached/downloaded weights",
