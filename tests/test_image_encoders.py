@@ -77,6 +77,34 @@ def test_loading_code_reads_the_checkpoint(tmp_path, name, key):
     assert emb.shape == (2, spec.dim) and torch.isfinite(emb).all()
 
 
+@pytest.mark.parametrize("name", sorted(image_encoders.GLOCAL))
+def test_glocal_entries_extend_their_backbone(name):
+    spec = image_encoders.REGISTRY[name]
+    backbone = image_encoders.REGISTRY[image_encoders.GLOCAL[name][0]]
+    assert spec.dim == backbone.dim and spec.files[0] == backbone.files[0]
+    assert spec.files[1].url.startswith("https://github.com/LukasMut/gLocal/")
+    assert spec.preprocessing == backbone.preprocessing
+
+
+def test_glocal_applies_the_published_transform(tmp_path):
+    """(x - mean) / std @ weights + bias on the backbone's embedding, as gLocal defines it."""
+    spec = image_encoders.REGISTRY["glocal_dino_vitb16"]
+    random_checkpoint(spec, tmp_path / spec.files[0].filename)
+    rng = np.random.default_rng(1)
+    npz = dict(weights=rng.normal(size=(768, 768)), bias=rng.normal(size=768), mean=0.3, std=2.0)
+    np.savez(tmp_path / spec.files[1].filename, **npz)
+    _, model, _ = image_encoders.load(spec.name, tmp_path)
+    _, backbone, _ = image_encoders.load("dino_vitb16", tmp_path)
+    x = torch.randn(2, 3, 224, 224)
+    with torch.inference_mode():
+        ours, raw = model(x).numpy(), backbone(x).numpy()
+    expected = (raw - 0.3) / 2.0 @ npz["weights"] + npz["bias"]
+    np.testing.assert_allclose(ours, expected, rtol=1e-4, atol=1e-4 * np.abs(expected).max())
+    np.savez(tmp_path / spec.files[1].filename, weights=npz["weights"][:5, :5], mean=0, std=1)
+    with pytest.raises(InputError, match="wrong transform file"):
+        image_encoders.load(spec.name, tmp_path)
+
+
 def test_harmonization_says_why_it_cannot_load(tmp_path):
     with pytest.raises(InputError) as err:
         image_encoders.load("harmonization_vitb16", tmp_path)

@@ -20,6 +20,7 @@ not here. Families:
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import logging
 from collections.abc import Callable
@@ -44,7 +45,7 @@ SYNTH_BACKBONE_SEED = 1234
 @dataclass(frozen=True)
 class EncoderSpec:
     name: str
-    family: str  # open_clip | timm | harmonization | synthetic
+    family: str  # open_clip | timm | glocal | harmonization | synthetic
     model: str  # the model definition, as the family names it
     dim: int
     image_size: int  # centre crop
@@ -78,6 +79,29 @@ class AffineHead(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return ((x - self.mean) / self.scale) @ self.weight + self.bias
+
+    @classmethod
+    def from_glocal(cls, path: Path, dim: int) -> AffineHead:
+        """A published gLocal transform (`transform.npz`: `weights` (D, D), optional `bias`
+        (D,), and the THINGS embeddings' `mean` and `std`, scalars in the published files)."""
+        with np.load(path) as npz:
+            missing = [k for k in ("weights", "mean", "std") if k not in npz]
+            if missing:
+                raise InputError(f"{path}: gLocal transform lacks {', '.join(missing)}")
+            weights = npz["weights"]
+            if weights.shape != (dim, dim):
+                raise InputError(
+                    f"{path}: gLocal weights are {weights.shape}, the backbone gives {dim}-d "
+                    "embeddings; wrong transform file for this encoder"
+                )
+            head = cls(dim)
+            with torch.no_grad():
+                head.weight.copy_(torch.from_numpy(weights.astype(np.float32)))
+                if "bias" in npz:
+                    head.bias.copy_(torch.from_numpy(npz["bias"].astype(np.float32).ravel()))
+                head.mean.copy_(torch.from_numpy(np.broadcast_to(npz["mean"], (dim,)).copy()))
+                head.scale.copy_(torch.tensor(float(npz["std"])))
+        return head.eval()
 
 
 def synth_backbone() -> nn.Module:
@@ -200,6 +224,28 @@ def _dino(name: str, dim: int, timm_name: str, words: str, path: str, crop_pct: 
     )
 
 
+GLOCAL_URL = "https://github.com/LukasMut/gLocal/raw/main/transforms/{path}/transform.npz"
+
+
+def _glocal(name: str, backbone: EncoderSpec, path: str) -> EncoderSpec:
+    """A backbone followed by its published gLocal transform (no published checksum: the
+    files' SHA-256 is recorded with the embeddings)."""
+
+    def build(paths: list[Path]) -> nn.Module:
+        head = AffineHead.from_glocal(paths[1], backbone.dim)
+        return nn.Sequential(backbone.build(paths[:1]), head).eval()
+
+    slug = path.replace("/", "_")
+    return dataclasses.replace(
+        backbone,
+        name=name,
+        family="glocal",
+        weights=f"{backbone.weights} + gLocal transform ({path}, LukasMut/gLocal)",
+        files=(backbone.files[0], WeightFile(f"glocal-{slug}.npz", GLOCAL_URL.format(path=path))),
+        build=build,
+    )
+
+
 def _harmonization(name: str, dim: int, arch: str) -> EncoderSpec:
     return EncoderSpec(
         name=name,
@@ -286,6 +332,25 @@ REGISTRY: dict[str, EncoderSpec] = {
         ),
     )
 }  # fmt: skip
+GLOCAL = {  # aligned name: (unaligned backbone, the transform's folder in LukasMut/gLocal)
+    "glocal_clip_vitl14": ("clip_vitl14", "clip_ViT-L/14/visual"),
+    "glocal_clip_rn50": ("clip_rn50", "clip_RN50/visual"),
+    "glocal_openclip_vitl14_laion2b": (
+        "openclip_vitl14_laion2b",
+        "OpenCLIP_ViT-L-14_laion2b_s32b_b82k/visual",
+    ),
+    "glocal_openclip_vitl14_laion400m": (
+        "openclip_vitl14_laion400m",
+        "OpenCLIP_ViT-L-14_laion400m_e32/visual",
+    ),
+    "glocal_dino_vitb16": ("dino_vitb16", "dino-vit-base-p16/norm"),
+    "glocal_dino_vitb8": ("dino_vitb8", "dino-vit-base-p8/norm"),
+    "glocal_dinov2_vitb14": ("dinov2_vitb14", "dinov2-vit-base-p14/norm"),
+    "glocal_dinov2_vitl14": ("dinov2_vitl14", "dinov2-vit-large-p14/norm"),
+}
+REGISTRY.update(
+    {name: _glocal(name, REGISTRY[backbone], path) for name, (backbone, path) in GLOCAL.items()}
+)
 
 
 def get(name: str) -> EncoderSpec:
