@@ -157,6 +157,13 @@ class Workers:
         self.blas.restore_original_limits()
 
 
+def available_cpus() -> int:
+    """CPUs this process may run on (its affinity on Linux; all of them elsewhere)."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
 _local = threading.local()
 
 
@@ -485,7 +492,7 @@ def run(
     """Preprocess one subject into `out`; threads: worker threads (default: every CPU this
     process may use). The output does not depend on the thread count."""
     raw_dir, out = Path(raw_dir), Path(out)
-    threads = threads or len(os.sched_getaffinity(0))
+    threads = threads or available_cpus()
     n_cond = condition_counts(raw_dir)
     sessions = range(1, params.n_sessions + 1)
     reps = {"training": params.train_reps, "test": params.test_reps}
