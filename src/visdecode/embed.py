@@ -18,7 +18,7 @@ from torch.utils.data import DataLoader, Dataset
 from torchvision import transforms
 from tqdm import tqdm
 
-from visdecode import image_encoders, things_eeg2
+from visdecode import image_encoders, things_eeg2, weights
 from visdecode.errors import InputError
 from visdecode.io import atomic_path, pick_device, set_attrs
 
@@ -143,7 +143,7 @@ def run(
                 "dim": spec.dim,
                 "weights": spec.weights,
                 "weights_files": [str(p) for p in weight_paths],
-                "weights_sha256": image_encoders.weights_checksum(weight_paths),
+                "weights_sha256": weights.sha256(*weight_paths),
                 "synthetic": spec.synthetic,
                 "preprocessing": spec.preprocessing,
                 "images_dir": str(images_dir),

@@ -21,7 +21,6 @@ not here. Families:
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -382,16 +381,6 @@ def load(name: str, cache_dir: Path | str, local: Path | str | None = None):
             f"{str(err).splitlines()[0][:200]}); delete it to download it again"
         ) from None
     return spec, model.eval(), paths
-
-
-def weights_checksum(paths: list[Path]) -> str:
-    """SHA-256 over the weight files, in order."""
-    h = hashlib.sha256()
-    for path in paths:
-        with open(path, "rb") as fh:
-            for block in iter(lambda: fh.read(1 << 20), b""):
-                h.update(block)
-    return h.hexdigest()
 
 
 def fit_glocal(

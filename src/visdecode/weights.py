@@ -28,11 +28,13 @@ class WeightFile:
     sha256_prefix: str | None = None  # leading hex digits, where only those are published
 
 
-def sha256(path: Path) -> str:
+def sha256(*paths: Path) -> str:
+    """SHA-256 of a file, or over several files in order."""
     h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
+    for path in paths:
+        with open(path, "rb") as fh:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                h.update(block)
     return h.hexdigest()
 
 
