@@ -191,8 +191,7 @@ def _openai(name: str, dim: int, file: str, sha: str, model: str) -> EncoderSpec
     )
 
 
-def _openclip(name, dim, arch, quick_gelu, words, file) -> EncoderSpec:
-    mean, std = ((0.5,) * 3, (0.5,) * 3) if "laion2b" in name else (OPENAI_MEAN, OPENAI_STD)
+def _openclip(name, dim, arch, quick_gelu, words, file, mean=OPENAI_MEAN, std=OPENAI_STD):
     return EncoderSpec(
         name=name,
         family="open_clip",
@@ -207,7 +206,8 @@ def _openclip(name, dim, arch, quick_gelu, words, file) -> EncoderSpec:
     )
 
 
-def _dino(name: str, dim: int, timm_name: str, words: str, path: str, crop_pct: float):
+def _dino(name: str, dim: int, timm_name: str, words: str, path: str) -> EncoderSpec:
+    """Resize to 256, centre crop 224 (crop fraction 0.875, the usual ImageNet evaluation)."""
     return EncoderSpec(
         name=name,
         family="timm",
@@ -219,7 +219,7 @@ def _dino(name: str, dim: int, timm_name: str, words: str, path: str, crop_pct: 
         weights=f"{words} (the authors' checkpoint, loaded by timm)",
         files=(WeightFile(f"{name}-{Path(path).name}", FB_URL.format(path=path)),),
         build=_timm(timm_name, 224),
-        resize=int(224 / crop_pct),
+        resize=256,
     )
 
 
@@ -286,15 +286,16 @@ REGISTRY: dict[str, EncoderSpec] = {
                   "published checksum; the SHA-256 is recorded with the embeddings)",
                   WeightFile("openclip-vit-l-14-laion2b_s32b_b82k.bin",
                              HF_URL.format(repo="laion/CLIP-ViT-L-14-laion2B-s32B-b82K",
-                                           file="open_clip_pytorch_model.bin"))),
+                                           file="open_clip_pytorch_model.bin")),
+                  mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5)),
         _dino("dino_vitb16", 768, "vit_base_patch16_224.dino", "DINO ViT-B/16",
-              "dino/dino_vitbase16_pretrain/dino_vitbase16_pretrain.pth", 0.875),
+              "dino/dino_vitbase16_pretrain/dino_vitbase16_pretrain.pth"),
         _dino("dino_vitb8", 768, "vit_base_patch8_224.dino", "DINO ViT-B/8",
-              "dino/dino_vitbase8_pretrain/dino_vitbase8_pretrain.pth", 0.875),
+              "dino/dino_vitbase8_pretrain/dino_vitbase8_pretrain.pth"),
         _dino("dinov2_vitb14", 768, "vit_base_patch14_dinov2.lvd142m", "DINOv2 ViT-B/14",
-              "dinov2/dinov2_vitb14/dinov2_vitb14_pretrain.pth", 0.875),
+              "dinov2/dinov2_vitb14/dinov2_vitb14_pretrain.pth"),
         _dino("dinov2_vitl14", 1024, "vit_large_patch14_dinov2.lvd142m", "DINOv2 ViT-L/14",
-              "dinov2/dinov2_vitl14/dinov2_vitl14_pretrain.pth", 0.875),
+              "dinov2/dinov2_vitl14/dinov2_vitl14_pretrain.pth"),
         _harmonization("harmonization_vitb16", 768, "ViT-B/16"),
         _harmonization("harmonization_resnet50", 2048, "ResNet-50"),
         _harmonization("harmonization_convnext", 768, "ConvNeXt-T"),
