@@ -39,8 +39,14 @@ class ImageFiles(Dataset):
 
 
 def preprocessing(spec: image_encoders.EncoderSpec) -> transforms.Compose:
-    """The encoder's own: resize the shorter side, centre crop, to tensor, normalise."""
+    """The encoder's own: resize the shorter side, centre crop, to tensor, normalise; or
+    (spec.crop False, DreamSim) resize to a square, to tensor (the model normalises)."""
     interpolation = transforms.InterpolationMode(spec.interpolation)
+    if not spec.crop:
+        size = (spec.image_size, spec.image_size)
+        return transforms.Compose(
+            [transforms.Resize(size, interpolation=interpolation), transforms.ToTensor()]
+        )
     return transforms.Compose(
         [
             transforms.Resize(spec.resize or spec.image_size, interpolation=interpolation),

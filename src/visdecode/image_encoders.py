@@ -10,6 +10,9 @@ not here. Families:
 * timm: DINO ViT-B/16 and ViT-B/8, DINOv2 ViT-B/14 and ViT-L/14 (at 224 px, the position
   embedding resampled by timm), from the authors' checkpoint files. The embedding is the CLS
   token.
+* dreamsim: DreamSim's LoRA fine-tunes (clip_vitb32, open_clip_vitb32, dino_vitb16,
+  dinov2_vitb14, synclr_vitb16, ensemble) and, as `<name>_base`, the same model without its LoRA
+  (its unaligned backbone, features taken the same way); see `visdecode.dreamsim_models`.
 * harmonization: the Harmonization models exist only as Keras weights (serre-lab); no PyTorch
   port with published weights is known, so these entries explain that instead of loading.
 * synthetic (offline, random-initialised, for the synthetic world only):
@@ -44,7 +47,7 @@ SYNTH_BACKBONE_SEED = 1234
 @dataclass(frozen=True)
 class EncoderSpec:
     name: str
-    family: str  # open_clip | timm | glocal | harmonization | synthetic
+    family: str  # open_clip | timm | glocal | dreamsim | harmonization | synthetic
     model: str  # the model definition, as the family names it
     dim: int
     image_size: int  # centre crop
@@ -55,11 +58,17 @@ class EncoderSpec:
     build: Callable[[list[Path]], nn.Module] | None  # weight file paths -> module (eval mode)
     resize: int | None = None  # shorter side before the centre crop (default: image_size)
     interpolation: str = "bicubic"
+    crop: bool = True  # False: resize to image_size x image_size (aspect ratio not kept)
     synthetic: bool = False
     unavailable: str | None = None  # why no weights can be had (then build is None)
 
     @property
     def preprocessing(self) -> str:
+        if not self.crop:  # DreamSim: each backbone normalises inside the model
+            return (
+                f"resize to {self.image_size}x{self.image_size} {self.interpolation} (aspect "
+                "ratio not kept), values in [0, 1]; normalised inside the model per backbone"
+            )
         return (
             f"resize {self.resize or self.image_size} {self.interpolation}, centre crop "
             f"{self.image_size}, normalise mean={self.mean} std={self.std}"
@@ -265,6 +274,36 @@ def _harmonization(name: str, dim: int, arch: str) -> EncoderSpec:
     )
 
 
+def _dreamsim(kind: str, lora: bool, authors: dict[str, WeightFile]) -> EncoderSpec:
+    """DreamSim `kind`: the release zip, plus the authors' DINO/DINOv2 files it builds on."""
+    from visdecode import dreamsim_models
+
+    spec = dreamsim_models.TYPES[kind]
+    needs = [b for b in spec.backbones if dreamsim_models.BACKBONES[b].member is None]
+    zip_file = WeightFile(f"dreamsim_{kind}_checkpoint.zip", spec.url(kind))
+
+    def build(paths: list[Path]) -> nn.Module:
+        return dreamsim_models.build(kind, paths[0], paths[1:], lora=lora)
+
+    return EncoderSpec(
+        name=f"dreamsim_{kind}" + ("" if lora else "_base"),
+        family="dreamsim",
+        model=f"dreamsim:{kind}" + ("" if lora else " without LoRA"),
+        dim=spec.dim,
+        image_size=dreamsim_models.IMAGE_SIZE,
+        mean=(0.0, 0.0, 0.0),
+        std=(1.0, 1.0, 1.0),
+        weights=(
+            f"DreamSim {kind} ({spec.release}, ssundaram21/dreamsim; no published checksum, "
+            "the SHA-256 is recorded with the embeddings)"
+            + ("" if lora else ": the backbone without its LoRA")
+        ),
+        files=(zip_file, *(authors[b] for b in needs)),
+        build=build,
+        crop=False,
+    )
+
+
 REGISTRY: dict[str, EncoderSpec] = {
     spec.name: spec
     for spec in (
@@ -351,6 +390,15 @@ GLOCAL = {  # aligned name: (unaligned backbone, the transform's folder in Lukas
 REGISTRY.update(
     {name: _glocal(name, REGISTRY[backbone], path) for name, (backbone, path) in GLOCAL.items()}
 )
+
+
+DREAMSIM = ("clip_vitb32", "open_clip_vitb32", "dino_vitb16", "dinov2_vitb14", "synclr_vitb16",
+            "ensemble")  # fmt: skip
+_AUTHORS = {b: REGISTRY[b].files[0] for b in ("dino_vitb16", "dinov2_vitb14")}
+REGISTRY.update(
+    {s.name: s for kind in DREAMSIM for s in (_dreamsim(kind, True, _AUTHORS),
+                                               _dreamsim(kind, False, _AUTHORS))}
+)  # fmt: skip
 
 
 def get(name: str) -> EncoderSpec:
