@@ -38,3 +38,15 @@ rule retrieval_table:
         pairs=PAIRS,
     script:
         "../workflow/scripts/retrieval_table.py"
+
+
+rule intra_subject:
+    """Target: every intra-subject run's retrieval result (one model per subject)."""
+    input:
+        lambda wildcards: run_results(regimes=["intra"]),
+
+
+rule inter_subject:
+    """Target: every leave-one-subject-out run's retrieval result (test subject held out)."""
+    input:
+        lambda wildcards: run_results(regimes=["inter"]),

@@ -1,6 +1,6 @@
 rule train:
     input:
-        brain="results/preprocessed/{dataset}/sub-{subject}.h5",
+        brain=training_brains,
         embeddings="results/embeddings/{dataset}/{image_encoder}.h5",
     output:
         model=f"{RUN}/model.pt",

@@ -66,3 +66,68 @@ def preprocess_subject(raw_path, subject, n_sessions, params):
             for code, reps in zip(c, d):
                 merged[part].setdefault(int(code), []).append(reps)
     return {p: {c: np.concatenate(v) for c, v in m.items()} for p, m in merged.items()}
+
+
+# --- The published brain-encoder training data path (NICE / AlignVis scripts) -------------
+
+import torch  # noqa: E402
+from torch import nn  # noqa: E402
+
+
+class PublishedNICE(nn.Module):
+    """NICE as published: Conv2d(1, 40, (1, 25)), AvgPool2d((1, 51), (1, 5)), BN, ELU,
+    Conv2d(40, 40, (63, 1)), BN, ELU, Dropout, 1x1 Conv2d, flatten, projector. Its state
+    dict loads into visdecode's NICE (features.0.conv is the temporal conv)."""
+
+    def __init__(self, n_channels=63, n_times=250, dim=512):
+        super().__init__()
+        from visdecode.brain_encoders import projector
+
+        self.temporal = nn.Conv2d(1, 40, (1, 25))
+        self.rest = nn.Sequential(
+            nn.AvgPool2d((1, 51), (1, 5)),
+            nn.BatchNorm2d(40),
+            nn.ELU(),
+            nn.Conv2d(40, 40, (n_channels, 1)),
+            nn.BatchNorm2d(40),
+            nn.ELU(),
+            nn.Dropout(0.5),
+            nn.Conv2d(40, 40, 1),
+            nn.Flatten(),
+        )
+        n_times_out = (n_times - 25 + 1 - 51) // 5 + 1
+        self.projector = projector(40 * n_times_out, dim, 0.5)
+
+    def forward(self, x, subject=None):
+        return self.projector(self.rest(self.temporal(x.unsqueeze(1))))
+
+    def visdecode_state_dict(self) -> dict:
+        """The same weights under visdecode's NICE names."""
+        sd = self.state_dict()
+        out = {f"features.0.conv.{k.split('.')[-1]}": v for k, v in sd.items()
+               if k.startswith("temporal.")}  # fmt: skip
+        for k, v in sd.items():
+            if k.startswith("rest."):
+                i, rest = k.split(".", 2)[1:]
+                out[f"features.{int(i)}.{rest}"] = v  # the pool is index 0 in both
+            elif k.startswith("projector."):
+                out[k] = v
+        return out
+
+
+class PublishedEEGDataset(torch.utils.data.Dataset):
+    """The published data path: every access normalises each repetition of one condition
+    (centre over time, divide by the L2 norm over time), averages them, and returns it with
+    its image embedding."""
+
+    def __init__(self, eeg: np.ndarray, embeddings: np.ndarray):
+        self.eeg, self.embeddings = eeg, embeddings  # (conditions, reps, ch, t), (cond, dim)
+
+    def __len__(self):
+        return len(self.eeg)
+
+    def __getitem__(self, i):
+        x = torch.from_numpy(self.eeg[i])
+        x = x - x.mean(dim=-1, keepdim=True)
+        x = x / x.norm(dim=-1, keepdim=True)
+        return x.mean(dim=0), torch.from_numpy(self.embeddings[i])

@@ -4,10 +4,12 @@ import csv
 
 import h5py
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
 from visdecode import evaluate, train
+from visdecode.errors import InputError
 
 
 def test_infonce_equals_a_plain_computation():
@@ -98,3 +100,71 @@ def test_learnable_temperature_is_optimised(learnable):
     train.run(learnable / "brain.h5", learnable / "emb.h5", "nice", 1, learnable / "f", fixed)
     with open(learnable / "f" / "metrics.csv") as fh:
         assert all(float(r["temperature"]) == pytest.approx(0.04) for r in csv.DictReader(fh))
+
+
+@pytest.mark.parametrize("name", ["atms", "eegnet", "eegconformer"])
+def test_every_brain_encoder_trains_deterministically(learnable, name):
+    recipe = train.Recipe(epochs=3, batch_size=32, lr=1e-3, patience=3)
+    metrics = []
+    for run in ("a", "b"):
+        train.run(learnable / "brain.h5", learnable / "emb.h5", name, 3, learnable / run, recipe)
+        metrics.append(pd.read_csv(learnable / run / "metrics.csv").drop(columns="seconds"))
+    pd.testing.assert_frame_equal(metrics[0], metrics[1])  # bit-identical on CPU
+    assert np.isfinite(metrics[0].to_numpy()).all() and len(metrics[0]) == 3
+
+
+def test_best_weights_are_the_ones_saved(learnable):
+    """The checkpoint's validation loss, recomputed, is the lowest in metrics.csv."""
+    recipe = train.Recipe(epochs=8, batch_size=32, lr=3e-3, patience=8)
+    info = train.run(
+        learnable / "brain.h5", learnable / "emb.h5", "nice", 5, learnable / "r", recipe
+    )
+    metrics = pd.read_csv(learnable / "r" / "metrics.csv")
+    assert info["best_epoch"] == int(metrics.val_loss.idxmin()) + 1
+    model, _ = train.load_model(learnable / "r" / "model.pt", torch.device("cpu"))
+    data = train.TrainingSet.load(
+        [learnable / "brain.h5"], learnable / "emb.h5", torch.device("cpu")
+    )
+    _, val = train.split_indices(len(data.w), recipe.val_fraction, 5)
+    scale = torch.load(learnable / "r" / "model.pt", weights_only=True)["logit_scale"]
+    loss, _ = train.validate(model, data, val, scale)
+    assert loss == pytest.approx(metrics.val_loss.min(), rel=1e-5)
+
+
+def test_leave_one_subject_out(learnable):
+    """Two training subjects share the images; the held-out subject is seen only at test
+    time, as subject -1. Validation holds out the same images for every training subject."""
+    rng = np.random.default_rng(9)
+    with h5py.File(learnable / "brain.h5") as f:
+        train_x, test_x = f["train"][:], f["test"][:]
+    for s in (2, 3):
+        with h5py.File(learnable / f"brain{s}.h5", "w") as f:
+            f["train"] = train_x + rng.normal(size=train_x.shape).astype(np.float32)
+            f["test"] = test_x + rng.normal(size=test_x.shape).astype(np.float32)
+    data = train.TrainingSet.load(
+        [learnable / "brain2.h5", learnable / "brain3.h5"],
+        learnable / "emb.h5",
+        torch.device("cpu"),
+    )
+    assert data.x.shape == (480, 8, 100) and data.n_subjects == 2
+    assert torch.equal(data.image[:240], data.image[240:]) and data.subject[240:].eq(1).all()
+    assert data.rows(np.array([3, 7])).tolist() == [3, 7, 243, 247]
+    recipe = train.Recipe(epochs=4, batch_size=32, lr=1e-3, patience=4)
+    info = train.run(
+        [learnable / "brain2.h5", learnable / "brain3.h5"], learnable / "emb.h5", "atms", 7,
+        learnable / "loso", recipe, regime="inter", test_subject=1,
+    )  # fmt: skip
+    assert info["regime"] == "inter" and info["n_subjects"] == 2
+    result = evaluate.run(
+        learnable / "loso" / "model.pt", learnable / "brain.h5", learnable / "emb.h5",
+        learnable / "loso" / "retrieval.json", {"seed": 7, "regime": "inter"},
+    )  # fmt: skip
+    assert result["regime"] == "inter" and 0 <= result["top1"] <= 1
+
+
+def test_mismatched_brain_and_images_fail_clearly(learnable):
+    with h5py.File(learnable / "emb.h5") as f, h5py.File(learnable / "few.h5", "w") as g:
+        g["train"], g["test"] = f["train"][:10], f["test"][:]
+        g.attrs["encoder"] = "toy"
+    with pytest.raises(InputError, match="240 training conditions but .*few.h5 has 10 images"):
+        train.run(learnable / "brain.h5", learnable / "few.h5", "nice", 1, learnable / "x")

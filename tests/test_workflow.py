@@ -61,7 +61,7 @@ def test_outputs_and_shapes(finished):
         with h5py.File(finished / f"results/embeddings/things-eeg2-synthetic/{enc}.h5") as f:
             assert f["train"].shape == (600, 512) and f["test"].shape == (20, 512)
             assert f.attrs["encoder"] == enc and len(f.attrs["weights_sha256"]) == 64
-    run = finished / "results/runs/things-eeg2-synthetic/sub-02/nice/synth_resnet18/seed-7"
+    run = finished / "results/runs/things-eeg2-synthetic/intra/sub-02/nice/synth_resnet18/seed-7"
     metrics = pd.read_csv(run / "metrics.csv")
     assert len(metrics) == cfg["train"]["recipes"]["nice"]["epochs"]
     assert {"train_loss", "val_loss", "val_top1", "temperature", "lr", "seconds"} <= set(metrics)
@@ -71,15 +71,27 @@ def test_outputs_and_shapes(finished):
 def test_retrieval_table_is_tidy_and_above_chance(finished):
     table = pd.read_csv(finished / "results/tables/retrieval.csv")
     assert list(table.columns) == [
-        "dataset", "subject", "brain_encoder", "image_encoder", "alignment", "pair", "seed",
-        "n_way", "top1", "top5",
+        "dataset", "regime", "subject", "brain_encoder", "image_encoder", "alignment", "pair",
+        "seed", "n_way", "top1", "top5",
     ]  # fmt: skip
-    assert len(table) == 2 * 2 * 1  # subjects x image encoders x seeds
+    assert len(table) == 2 * 2 * 2 * 1  # regimes x subjects x image encoders x seeds
+    assert table.groupby("regime").size().to_dict() == {"inter": 4, "intra": 4}
     assert set(table.alignment) == {"aligned", "unaligned"}
     assert (table.n_way == 20).all()
     chance_top5 = 5 / 20
     assert table.top5.mean() > 2 * chance_top5
     assert table.top1.mean() > 3 * (1 / 20)
+
+
+def test_leave_one_subject_out_trains_on_the_others_only(finished):
+    runs = finished / "results/runs/things-eeg2-synthetic"
+    for held_out, other in (("01", "02"), ("02", "01")):
+        run = runs / f"inter/sub-{held_out}/nice/synth_resnet18_glocal/seed-7"
+        info = yaml.safe_load((run / "config.yaml").read_text())
+        assert info["regime"] == "inter" and info["test_subject"] == int(held_out)
+        assert info["brains"] == [f"results/preprocessed/things-eeg2-synthetic/sub-{other}.h5"]
+        result = yaml.safe_load((run / "retrieval.json").read_text())
+        assert result["subject"] == int(held_out) and result["regime"] == "inter"
 
 
 def test_figure_is_a_real_image(finished):

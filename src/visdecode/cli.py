@@ -71,7 +71,11 @@ def _train(a: argparse.Namespace) -> None:
     from visdecode import train
 
     recipe = train.Recipe(**(yaml.safe_load(a.recipe) if a.recipe else {}))
-    train.run(a.brain, a.embeddings, a.brain_encoder, a.seed, a.out_dir, recipe, a.threads)
+    regime = "inter" if len(a.brain) > 1 or a.test_subject is not None else "intra"
+    train.run(
+        a.brain, a.embeddings, a.brain_encoder, a.seed, a.out_dir, recipe, a.threads,
+        regime=regime, test_subject=a.test_subject,
+    )  # fmt: skip
 
 
 def _evaluate(a: argparse.Namespace) -> None:
@@ -147,9 +151,18 @@ def parser() -> argparse.ArgumentParser:
     s.set_defaults(func=_embed)
 
     s = sub.add_parser("train", help="train a brain encoder with symmetric InfoNCE")
-    s.add_argument("--brain", required=True, help="preprocessed HDF5")
+    s.add_argument(
+        "--brain", required=True, nargs="+",
+        help="preprocessed HDF5; several: leave-one-subject-out training on these subjects",
+    )  # fmt: skip
+    s.add_argument(
+        "--test-subject", type=int,
+        help="the held-out subject (regime inter; recorded with the model)",
+    )  # fmt: skip
     s.add_argument("--embeddings", required=True, help="image embeddings HDF5")
-    s.add_argument("--brain-encoder", default="nice")
+    s.add_argument(
+        "--brain-encoder", default="nice", help="nice, atms, eegnet or eegconformer"
+    )
     s.add_argument("--seed", type=int, required=True)
     s.add_argument("--out-dir", required=True)
     s.add_argument("--recipe", help="YAML/JSON mapping: epochs, batch_size, lr, ...")

@@ -18,8 +18,8 @@ from visdecode import brain_data, train
 from visdecode.io import atomic_path
 
 TABLE_COLUMNS = [
-    "dataset", "subject", "brain_encoder", "image_encoder", "alignment", "pair", "seed",
-    "n_way", "top1", "top5",
+    "dataset", "regime", "subject", "brain_encoder", "image_encoder", "alignment", "pair",
+    "seed", "n_way", "top1", "top5",
 ]  # fmt: skip
 
 
@@ -43,12 +43,15 @@ def topk_accuracy(sim: np.ndarray, ks=(1, 5), n_way: int | None = None, seed: in
 
 @torch.no_grad()
 def retrieve(model_path: Path | str, brain: Path | str, embeddings: Path | str) -> np.ndarray:
-    """Cosine similarities (test queries x test images) for one trained run."""
-    model, _ = train.load_model(model_path, torch.device("cpu"))
+    """Cosine similarities (test queries x test images) for one trained run. A model trained
+    leave-one-subject-out meets `brain`'s subject for the first time: subject index -1 (for
+    ATM-S, the mean of the learned subject tokens)."""
+    model, info = train.load_model(model_path, torch.device("cpu"))
     x = torch.from_numpy(brain_data.load_averaged(brain, "test"))
+    subject = torch.full((len(x),), -1 if info.get("regime") == "inter" else 0)
     emb = brain_data.load_embeddings(embeddings)
     _, w = brain_data.centre_normalise(emb["train"], emb["test"])
-    v = torch.nn.functional.normalize(model(x), dim=1).numpy()
+    v = train.embed_brain(model, x, subject).numpy()
     return v @ w.T
 
 
@@ -79,7 +82,10 @@ def table(run_files: list[Path | str], pairs: list[dict], out: Path | str) -> pd
                 if pair[alignment] == res["image_encoder"]:
                     rows.append({**res, "alignment": alignment, "pair": pair["name"]})
     df = pd.DataFrame(rows, columns=TABLE_COLUMNS)
-    df = df.sort_values(["dataset", "pair", "brain_encoder", "subject", "alignment", "seed"])
+    df["regime"] = df["regime"].fillna("intra")
+    df = df.sort_values(
+        ["dataset", "regime", "pair", "brain_encoder", "subject", "alignment", "seed"]
+    )
     with atomic_path(out) as tmp:
         df.to_csv(tmp, index=False)
     return df

@@ -24,21 +24,26 @@ def aligned_vs_unaligned(table: Path | str, out: Path | str) -> None:
     error bars: standard error over subjects; dashed line: chance (1 / n_way).
     """
     df = pd.read_csv(table)
+    if "regime" not in df:
+        df["regime"] = "intra"
     per_subject = (
-        df.groupby(["pair", "brain_encoder", "alignment", "subject"], as_index=False)
+        df.groupby(["regime", "pair", "brain_encoder", "alignment", "subject"], as_index=False)
         .agg(top1=("top1", "mean"), n_way=("n_way", "first"))
         .assign(top1=lambda d: 100 * d.top1)
     )
-    brains = sorted(per_subject.brain_encoder.unique())
+    panels = sorted(
+        per_subject[["regime", "brain_encoder"]].drop_duplicates().itertuples(index=False),
+        key=lambda p: (p.regime != "intra", p.brain_encoder),
+    )  # one panel per regime and brain encoder
     pairs = sorted(per_subject.pair.unique())
     n_way = int(per_subject.n_way.iloc[0])
     chance = 100 / n_way
     sns.set_theme(style="whitegrid", context="paper", font_scale=1.2)
     width = max(4.5, 1.6 * len(pairs) + 2)
-    fig, axes = plt.subplots(1, len(brains), figsize=(width * len(brains), 4.6), squeeze=False)
+    fig, axes = plt.subplots(1, len(panels), figsize=(width * len(panels), 4.6), squeeze=False)
     rng = np.random.default_rng(0)  # horizontal jitter of subject points only
-    for ax, brain in zip(axes[0], brains):
-        d = per_subject[per_subject.brain_encoder == brain]
+    for ax, (regime, brain) in zip(axes[0], panels):
+        d = per_subject[(per_subject.brain_encoder == brain) & (per_subject.regime == regime)]
         for j, alignment in enumerate(("unaligned", "aligned")):
             for i, pair in enumerate(pairs):
                 vals = d[(d.pair == pair) & (d.alignment == alignment)].top1.to_numpy()
@@ -53,7 +58,8 @@ def aligned_vs_unaligned(table: Path | str, out: Path | str) -> None:
                            color="black", alpha=0.7, zorder=3)  # fmt: skip
         ax.axhline(chance, ls="--", color="crimson", lw=1, label=f"chance ({chance:.1f}%)")
         ax.set_xticks(range(len(pairs)), pairs)
-        ax.set(title=brain.upper(), xlabel="image encoder pair", ylabel="top-1 accuracy (%)")
+        title = f"{brain.upper()}, " + ("per subject" if regime == "intra" else "leave-one-out")
+        ax.set(title=title, xlabel="image encoder pair", ylabel="top-1 accuracy (%)")
         ax.set_ylim(0, max(d.top1.max() * 1.2, chance * 2))
         ax.legend(loc="upper left", fontsize=9)
         ax.grid(axis="x", visible=False)

@@ -12,6 +12,7 @@ evaluate.run(
     snakemake.output[0],
     meta={
         "dataset": w.dataset,
+        "regime": w.regime,
         "subject": int(w.subject),
         "brain_encoder": w.brain_encoder,
         "image_encoder": w.image_encoder,
