@@ -73,6 +73,7 @@ class TrainingSet:
     subject: torch.Tensor  # (rows,) row -> subject index (0 .. n_subjects - 1)
     w: torch.Tensor  # (images, dim)
     n_subjects: int
+    image_encoder: str = ""  # the embeddings' encoder name
 
     @classmethod
     def load(cls, brains: list[Path], embeddings: Path, device: torch.device) -> TrainingSet:
@@ -90,7 +91,8 @@ class TrainingSet:
         x = torch.from_numpy(np.concatenate(xs) if len(xs) > 1 else xs[0]).to(device)
         image = torch.arange(n, device=device).repeat(len(brains))
         subject = torch.arange(len(brains), device=device).repeat_interleave(n)
-        return cls(x, image, subject, torch.from_numpy(w).to(device), len(brains))
+        w = torch.from_numpy(w).to(device)
+        return cls(x, image, subject, w, len(brains), str(emb["attrs"].get("encoder")))
 
     def rows(self, images: np.ndarray) -> torch.Tensor:
         """Rows of these images, for every subject."""
@@ -239,7 +241,7 @@ def run(
         "best_val_loss": best,
         "brains": [str(b) for b in brains],
         "embeddings": str(embeddings),
-        "image_encoder": str(brain_data.load_embeddings(embeddings)["attrs"].get("encoder")),
+        "image_encoder": data.image_encoder,
         "device": str(device),
         "threads": threads,
     }
