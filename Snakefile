@@ -1,7 +1,8 @@
 """visdecode: decoding seen images from brain activity with human-aligned image encoders.
 
 snakemake --cores all                 # the whole pipeline (synthetic world by default)
-snakemake --cores all results/figures/retrieval_aligned_vs_unaligned.png
+snakemake --cores all results/figures/retrieval_aligned_vs_unaligned.png  # one figure
+snakemake --report results/report.html  # every figure and table, with captions
 """
 
 from snakemake.utils import min_version
@@ -21,11 +22,14 @@ include: "rules/preprocess.smk"
 include: "rules/embed.smk"
 include: "rules/train.smk"
 include: "rules/evaluate.smk"
+include: "rules/tables.smk"
+include: "rules/attribution.smk"
 include: "rules/figures.smk"
 
 
 rule all:
     default_target: True
     input:
-        "results/tables/retrieval.csv",
+        TABLES,
         list(FIGURES.values()),
+        "results/config.yaml",

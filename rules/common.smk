@@ -16,9 +16,19 @@ N_SESSIONS = config["preprocess"]["n_sessions"]
 GPU = config["resources"]["gpu"]
 
 RUN = "results/runs/{dataset}/{regime}/sub-{subject}/{brain_encoder}/{image_encoder}/seed-{seed}"
-FIGURES = {
-    "retrieval_aligned_vs_unaligned": "results/figures/retrieval_aligned_vs_unaligned.png",
-}
+FIGURE_NAMES = [
+    "retrieval_aligned_vs_unaligned",
+    "retrieval_per_subject",
+    "temporal_importance",
+    "spectral_importance",
+    "spatial_importance",
+    "topk_retrieval",
+    "training_curves",
+]
+FIGURES = {name: f"results/figures/{name}.png" for name in FIGURE_NAMES}
+TABLES = [f"results/tables/{name}.csv" for name in ("retrieval", "summary", "stats")]
+FIG = config["figures"]
+TOPK = FIG["topk"]
 
 
 wildcard_constraints:
@@ -80,15 +90,7 @@ for _name in BRAIN_ENCODERS:
 def run_results(wildcards=None, regimes=None):
     """Every run's retrieval result: regimes x subjects x brain encoders x image encoders x
     seeds (for regime inter, the subject is the held-out one)."""
-    return expand(
-        f"{RUN}/retrieval.json",
-        dataset=DATASET,
-        regime=regimes or REGIMES,
-        subject=SUBJECTS,
-        brain_encoder=BRAIN_ENCODERS,
-        image_encoder=IMAGE_ENCODERS,
-        seed=SEEDS,
-    )
+    return run_files("retrieval.json", regimes)
 
 
 def training_brains(wildcards):
@@ -114,3 +116,78 @@ def recipe(wildcards):
             config["train"].get("inter_subject", {}).get(wildcards.brain_encoder, {})
         )
     return base
+
+
+def run_files(name, regimes=None):
+    """One file of every run (e.g. metrics.csv, attribution.h5)."""
+    return expand(
+        f"{RUN}/{name}",
+        dataset=DATASET,
+        regime=regimes or REGIMES,
+        subject=SUBJECTS,
+        brain_encoder=BRAIN_ENCODERS,
+        image_encoder=IMAGE_ENCODERS,
+        seed=SEEDS,
+    )
+
+
+def attribution_files(wildcards):
+    return run_files("attribution.h5", [FIG["attribution_regime"]])
+
+
+def metrics_files(wildcards):
+    return run_files("metrics.csv")
+
+
+def topk_choice():
+    """The runs the retrieval grid shows: figures.topk's choices, null = the first configured."""
+    pair = TOPK["pair"] or PAIRS[0]["name"]
+    pairs = {p["name"]: p for p in PAIRS}
+    choice = {
+        "regime": TOPK["regime"],
+        "subject": f"{TOPK['subject'] or config['subjects'][0]:02d}",
+        "brain_encoder": TOPK["brain_encoder"] or BRAIN_ENCODERS[0],
+        "seed": TOPK["seed"] if TOPK["seed"] is not None else SEEDS[0],
+    }
+    for key, allowed in (
+        ("regime", REGIMES),
+        ("subject", SUBJECTS),
+        ("brain_encoder", BRAIN_ENCODERS),
+        ("seed", SEEDS),
+    ):
+        if choice[key] not in allowed:
+            raise ValueError(
+                f"config: figures.topk.{key} {choice[key]} is not among the configured "
+                f"{key}s {allowed}; choose one of them or null"
+            )
+    if pair not in pairs:
+        raise ValueError(
+            f"config: figures.topk.pair '{pair}' is not a configured pair; use one of "
+            f"{sorted(pairs)} or null"
+        )
+    return choice, pairs[pair]
+
+
+def topk_inputs(wildcards):
+    choice, pair = topk_choice()
+    model = f"{RUN}/model.pt"
+    files = {
+        "brain": f"results/preprocessed/{DATASET}/sub-{choice['subject']}.h5",
+        "metadata": image_metadata(),
+    }
+    for alignment in ("aligned", "unaligned"):
+        files[f"{alignment}_model"] = model.format(
+            dataset=DATASET, image_encoder=pair[alignment], **choice
+        )
+        files[f"{alignment}_embeddings"] = (
+            f"results/embeddings/{DATASET}/{pair[alignment]}.h5"
+        )
+    return files
+
+
+if FIG["attribution_regime"] not in REGIMES:
+    raise ValueError(
+        f"config: figures.attribution_regime '{FIG['attribution_regime']}' is not in "
+        f"regimes {REGIMES}; add it there or choose one of them"
+    )
+topk_choice()  # fails at start-up on a choice outside the configuration

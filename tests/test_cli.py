@@ -5,7 +5,10 @@ import sys
 
 import pytest
 
-STAGES = ["synth", "preprocess", "embed", "train", "evaluate", "table", "figures"]
+STAGES = [
+    "synth", "preprocess", "embed", "train", "evaluate", "table", "summary", "stats",
+    "attribution", "figure",
+]  # fmt: skip
 
 
 def visdecode(*args):

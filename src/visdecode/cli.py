@@ -14,6 +14,10 @@ from visdecode.errors import InputError
 from visdecode.io import setup_logging
 
 log = logging.getLogger("visdecode")
+FIGURES = [
+    "retrieval_aligned_vs_unaligned", "retrieval_per_subject", "temporal_importance",
+    "spectral_importance", "spatial_importance", "topk_retrieval", "training_curves",
+]  # fmt: skip
 
 
 def _synth(a: argparse.Namespace) -> None:
@@ -93,10 +97,53 @@ def _table(a: argparse.Namespace) -> None:
     evaluate.table(a.runs, pairs, a.out)
 
 
-def _figures(a: argparse.Namespace) -> None:
+def _summary(a: argparse.Namespace) -> None:
+    from visdecode import tables
+
+    tables.write_summary(a.table, a.out)
+
+
+def _stats(a: argparse.Namespace) -> None:
+    from visdecode import tables
+
+    tables.write_statistics(a.table, a.out, a.correction)
+
+
+def _attribution(a: argparse.Namespace) -> None:
+    from visdecode import attribution
+
+    attribution.run(a.model, a.brain, a.embeddings, a.out)
+
+
+def _figure(a: argparse.Namespace) -> None:
     from visdecode import figures
 
-    figures.aligned_vs_unaligned(a.table, a.out)
+    def need(*names):
+        missing = [f"--{n.replace('_', '-')}" for n in names if not getattr(a, n)]
+        if missing:
+            raise InputError(f"figure {a.name} needs {' '.join(missing)}")
+
+    pairs = yaml.safe_load(Path(a.pairs).read_text()) if a.pairs else None
+    if a.name == "retrieval_aligned_vs_unaligned":
+        need("table", "stats")
+        figures.aligned_vs_unaligned(a.table, a.stats, a.out, a.dpi, a.test)
+    elif a.name == "retrieval_per_subject":
+        need("table")
+        figures.per_subject(a.table, a.out, a.dpi)
+    elif a.name in ("temporal_importance", "spectral_importance", "spatial_importance"):
+        need("attributions", "pairs")
+        getattr(figures, a.name)(a.attributions, pairs, a.out, a.dpi)
+    elif a.name == "training_curves":
+        need("metrics", "pairs")
+        figures.training_curves(a.metrics, pairs, a.out, a.dpi)
+    else:  # topk_retrieval
+        need("brain", "images_dir", "aligned", "unaligned")
+        runs = {
+            alignment: {"model": model, "embeddings": emb, "name": Path(emb).stem}
+            for alignment, (model, emb) in (("aligned", a.aligned), ("unaligned", a.unaligned))
+        }
+        queries = a.queries[0] if len(a.queries) == 1 and not a.query_indices else a.queries
+        figures.topk_grid(runs, a.brain, a.images_dir, a.out, queries, a.k, a.dpi)
 
 
 def parser() -> argparse.ArgumentParser:
@@ -160,9 +207,7 @@ def parser() -> argparse.ArgumentParser:
         help="the held-out subject (regime inter; recorded with the model)",
     )  # fmt: skip
     s.add_argument("--embeddings", required=True, help="image embeddings HDF5")
-    s.add_argument(
-        "--brain-encoder", default="nice", help="nice, atms, eegnet or eegconformer"
-    )
+    s.add_argument("--brain-encoder", default="nice", help="nice, atms, eegnet or eegconformer")
     s.add_argument("--seed", type=int, required=True)
     s.add_argument("--out-dir", required=True)
     s.add_argument("--recipe", help="YAML/JSON mapping: epochs, batch_size, lr, ...")
@@ -184,10 +229,43 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--out", required=True)
     s.set_defaults(func=_table)
 
-    s = sub.add_parser("figures", help="aligned vs unaligned figure from the table")
-    s.add_argument("--table", required=True)
+    s = sub.add_parser("summary", help="mean and sd per pair: results/tables/summary.csv")
+    s.add_argument("--table", required=True, help="the tidy retrieval table")
     s.add_argument("--out", required=True)
-    s.set_defaults(func=_figures)
+    s.set_defaults(func=_summary)
+
+    s = sub.add_parser("stats", help="paired tests, aligned vs unaligned: stats.csv")
+    s.add_argument("--table", required=True, help="the tidy retrieval table")
+    s.add_argument("--out", required=True)
+    s.add_argument("--correction", default="holm", help="statsmodels multipletests method")
+    s.set_defaults(func=_stats)
+
+    s = sub.add_parser("attribution", help="temporal, spectral, spatial importance of a run")
+    s.add_argument("--model", required=True)
+    s.add_argument("--brain", required=True, help="the subject's preprocessed HDF5")
+    s.add_argument("--embeddings", required=True)
+    s.add_argument("--out", required=True, help="HDF5")
+    s.set_defaults(func=_attribution)
+
+    s = sub.add_parser("figure", help="one of the paper's figures (PNG, PDF by suffix)")
+    s.add_argument("name", choices=FIGURES)
+    s.add_argument("--out", nargs="+", required=True, help="files; the format from the suffix")
+    s.add_argument("--dpi", type=int, default=300)
+    s.add_argument("--table", help="retrieval.csv")
+    s.add_argument("--stats", help="stats.csv")
+    s.add_argument("--test", default="wilcoxon", choices=["wilcoxon", "t"])
+    s.add_argument("--pairs", help="YAML list of {name, aligned, unaligned}")
+    s.add_argument("--attributions", nargs="+", help="attribution .h5 files of runs")
+    s.add_argument("--metrics", nargs="+", help="metrics.csv files of runs")
+    s.add_argument("--brain", help="preprocessed HDF5 of the subject (topk_retrieval)")
+    s.add_argument("--images-dir", help="the data set's images/ folder (topk_retrieval)")
+    s.add_argument("--aligned", nargs=2, metavar=("MODEL", "EMBEDDINGS"))
+    s.add_argument("--unaligned", nargs=2, metavar=("MODEL", "EMBEDDINGS"))
+    s.add_argument("--queries", nargs="+", type=int, default=[6],
+                   help="a count of evenly spaced test images, or indices with --query-indices")  # fmt: skip
+    s.add_argument("--query-indices", action="store_true")
+    s.add_argument("--k", type=int, default=5)
+    s.set_defaults(func=_figure)
     return p
 
 

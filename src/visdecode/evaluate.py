@@ -41,18 +41,24 @@ def topk_accuracy(sim: np.ndarray, ks=(1, 5), n_way: int | None = None, seed: in
     return {f"top{k}": float((rank < k).mean()) for k in ks}
 
 
-@torch.no_grad()
-def retrieve(model_path: Path | str, brain: Path | str, embeddings: Path | str) -> np.ndarray:
-    """Cosine similarities (test queries x test images) for one trained run. A model trained
-    leave-one-subject-out meets `brain`'s subject for the first time: subject index -1 (for
-    ATM-S, the mean of the learned subject tokens)."""
-    model, info = train.load_model(model_path, torch.device("cpu"))
-    x = torch.from_numpy(brain_data.load_averaged(brain, "test"))
-    subject = torch.full((len(x),), -1 if info.get("regime") == "inter" else 0)
+def load_run(model_path: Path | str, brain: Path | str, embeddings: Path | str, device=None):
+    """A trained run with its test data: (model, info, queries x, subject index, test-image
+    embeddings w, centred with the training images' mean and L2-normalised). A model
+    trained leave-one-subject-out meets `brain`'s subject for the first time: subject index
+    -1 (for ATM-S, the mean of the learned subject tokens)."""
+    device = device or torch.device("cpu")
+    model, info = train.load_model(model_path, device)
+    x = torch.from_numpy(brain_data.load_averaged(brain, "test")).to(device)
+    subject = torch.full((len(x),), -1 if info.get("regime") == "inter" else 0, device=device)
     emb = brain_data.load_embeddings(embeddings)
     _, w = brain_data.centre_normalise(emb["train"], emb["test"])
-    v = train.embed_brain(model, x, subject).numpy()
-    return v @ w.T
+    return model, info, x, subject, torch.from_numpy(w).to(device)
+
+
+def retrieve(model_path: Path | str, brain: Path | str, embeddings: Path | str) -> np.ndarray:
+    """Cosine similarities (test queries x test images) for one trained run."""
+    model, _, x, subject, w = load_run(model_path, brain, embeddings)
+    return (train.embed_brain(model, x, subject) @ w.T).numpy()
 
 
 def run(

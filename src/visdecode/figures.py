@@ -1,7 +1,14 @@
-"""Stage `figures`: figures from the tidy retrieval table."""
+"""Stage `figures`: the paper's figures for this run, PNG and PDF, at paper width.
+
+Every figure is PAGE_WIDTH inches wide (a two-column page) and saved at `dpi` without tight
+bounding boxes, so its pixel size is known from its layout (tests check it). Runs are named by
+their results path (RUN in rules/common.smk): .../<regime>/sub-XX/<brain>/<image>/seed-N/...
+"""
 
 from __future__ import annotations
 
+import logging
+import re
 from pathlib import Path
 
 import matplotlib
@@ -11,64 +18,435 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
+from PIL import Image  # noqa: E402
 
+from visdecode import attribution, evaluate, things_eeg2  # noqa: E402
+from visdecode.errors import InputError  # noqa: E402
 from visdecode.io import atomic_path  # noqa: E402
 
-PALETTE = {"unaligned": "#9e9e9e", "aligned": "#1f77b4"}
+log = logging.getLogger(__name__)
+
+PAGE_WIDTH = 7.2  # inches
+PALETTE = {"unaligned": "#8c8c8c", "aligned": "#1f77b4"}
+ALIGNMENTS = ("unaligned", "aligned")
+REGIME_LABEL = {"intra": "per subject", "inter": "leave-one-subject-out"}
+RUN_PATH = re.compile(
+    r"(?P<regime>[^/]+)/sub-(?P<subject>\d+)/(?P<brain_encoder>[^/]+)/"
+    r"(?P<image_encoder>[^/]+)/seed-(?P<seed>\d+)/[^/]+$"
+)
 
 
-def aligned_vs_unaligned(table: Path | str, out: Path | str) -> None:
-    """Figure 1 of the paper: per pair, top-1 of aligned vs unaligned encoders.
+def theme() -> None:
+    sns.set_theme(style="whitegrid", context="paper", font_scale=0.9)
+    plt.rcParams.update({"axes.titlesize": 9, "figure.titlesize": 10, "legend.fontsize": 7})
 
-    Bars: mean over subjects (each subject first averaged over seeds); points: subjects;
-    error bars: standard error over subjects; dashed line: chance (1 / n_way).
-    """
-    df = pd.read_csv(table)
-    if "regime" not in df:
-        df["regime"] = "intra"
-    per_subject = (
-        df.groupby(["regime", "pair", "brain_encoder", "alignment", "subject"], as_index=False)
-        .agg(top1=("top1", "mean"), n_way=("n_way", "first"))
-        .assign(top1=lambda d: 100 * d.top1)
-    )
-    panels = sorted(
-        per_subject[["regime", "brain_encoder"]].drop_duplicates().itertuples(index=False),
-        key=lambda p: (p.regime != "intra", p.brain_encoder),
-    )  # one panel per regime and brain encoder
-    pairs = sorted(per_subject.pair.unique())
-    n_way = int(per_subject.n_way.iloc[0])
-    chance = 100 / n_way
-    sns.set_theme(style="whitegrid", context="paper", font_scale=1.2)
-    width = max(4.5, 1.6 * len(pairs) + 2)
-    fig, axes = plt.subplots(1, len(panels), figsize=(width * len(panels), 4.6), squeeze=False)
-    rng = np.random.default_rng(0)  # horizontal jitter of subject points only
-    for ax, (regime, brain) in zip(axes[0], panels):
-        d = per_subject[(per_subject.brain_encoder == brain) & (per_subject.regime == regime)]
-        for j, alignment in enumerate(("unaligned", "aligned")):
-            for i, pair in enumerate(pairs):
-                vals = d[(d.pair == pair) & (d.alignment == alignment)].top1.to_numpy()
-                if not len(vals):
-                    continue
-                x = i + (j - 0.5) * 0.4
-                sem = vals.std(ddof=1) / np.sqrt(len(vals)) if len(vals) > 1 else 0.0
-                ax.bar(x, vals.mean(), 0.38, color=PALETTE[alignment], alpha=0.85,
-                       label=alignment if i == 0 else None)  # fmt: skip
-                ax.errorbar(x, vals.mean(), sem, color="black", capsize=4, lw=1.2)
-                ax.scatter(x + rng.uniform(-0.03, 0.03, len(vals)), vals, s=18,
-                           color="black", alpha=0.7, zorder=3)  # fmt: skip
-        ax.axhline(chance, ls="--", color="crimson", lw=1, label=f"chance ({chance:.1f}%)")
-        ax.set_xticks(range(len(pairs)), pairs)
-        title = f"{brain.upper()}, " + ("per subject" if regime == "intra" else "leave-one-out")
-        ax.set(title=title, xlabel="image encoder pair", ylabel="top-1 accuracy (%)")
-        ax.set_ylim(0, max(d.top1.max() * 1.2, chance * 2))
-        ax.legend(loc="upper left", fontsize=9)
-        ax.grid(axis="x", visible=False)
-    fig.suptitle(
-        f"{n_way}-way retrieval: mean of {per_subject.subject.nunique()} subjects\n"
-        "(points: subjects; error bars: s.e.m.)",
-        fontsize=11,
-    )
-    fig.tight_layout()
-    with atomic_path(out) as tmp:
-        fig.savefig(tmp, dpi=150, format=Path(out).suffix.lstrip(".") or "png")
+
+def save(fig, outs: list[Path | str], dpi: int) -> None:
+    """Every output (its format from its suffix), each written atomically."""
+    for out in outs:
+        with atomic_path(out) as tmp:
+            fig.savefig(tmp, dpi=dpi, format=Path(out).suffix.lstrip("."))
     plt.close(fig)
+    log.info("wrote %s", ", ".join(map(str, outs)))
+
+
+def run_identity(path: Path | str) -> dict:
+    """regime, subject, brain_encoder, image_encoder and seed of a file in a run directory."""
+    m = RUN_PATH.search(Path(path).as_posix())
+    if not m:
+        raise InputError(
+            f"{path}: not inside a run directory <regime>/sub-XX/<brain>/<image>/seed-N"
+        )
+    d = m.groupdict()
+    return {**d, "subject": int(d["subject"]), "seed": int(d["seed"])}
+
+
+def pair_of(pairs: list[dict]) -> dict:
+    """image encoder -> [(pair name, alignment), ...]"""
+    out: dict = {}
+    for p in pairs:
+        for alignment in ALIGNMENTS:
+            out.setdefault(p[alignment], []).append((p["name"], alignment))
+    return out
+
+
+def stars(p: float) -> str:
+    if not np.isfinite(p):
+        return "n/a"
+    return "***" if p < 0.001 else "**" if p < 0.01 else "*" if p < 0.05 else "n.s."
+
+
+def panels(df: pd.DataFrame) -> tuple[list[str], list[str]]:
+    regimes = sorted(df.regime.unique(), key=lambda r: (r != "intra", r))
+    return regimes, sorted(df.brain_encoder.unique())
+
+
+def per_subject_means(df: pd.DataFrame) -> pd.DataFrame:
+    """Seeds averaged: one row per regime, pair, brain encoder, alignment and subject (%)."""
+    out = df.groupby(
+        ["regime", "pair", "brain_encoder", "alignment", "subject"], as_index=False
+    ).agg(top1=("top1", "mean"), top5=("top5", "mean"), n_way=("n_way", "first"))
+    out[["top1", "top5"]] *= 100
+    return out
+
+
+# ------------------------------------------------------------------ 1. aligned vs unaligned
+def aligned_vs_unaligned(
+    table, stats_table, outs, dpi: int = 300, test: str = "wilcoxon"
+) -> tuple[int, int]:
+    """Per pair, top-1 of the aligned and the unaligned encoder: bars the mean over subjects
+    (each averaged over seeds), points the subjects, error bars the s.e.m., dashed line
+    chance, stars the corrected p of `test` (wilcoxon or t) from stats.csv. Grid: regime
+    (rows) x brain encoder (columns). Returns the grid shape."""
+    df = per_subject_means(pd.read_csv(table))
+    st = pd.read_csv(stats_table)
+    st = st[st.metric == "top1"] if len(st) else st
+    regimes, brains = panels(df)
+    pairs = sorted(df.pair.unique())
+    chance = 100 / int(df.n_way.iloc[0])
+    theme()
+    fig, axes = plt.subplots(
+        len(regimes), len(brains), figsize=(PAGE_WIDTH, 2.6 * len(regimes)),
+        squeeze=False, constrained_layout=True,
+    )  # fmt: skip
+    rng = np.random.default_rng(0)  # horizontal jitter of subject points only
+    for r, regime in enumerate(regimes):
+        for c, brain in enumerate(brains):
+            ax = axes[r, c]
+            d = df[(df.regime == regime) & (df.brain_encoder == brain)]
+            top = 0.0
+            for i, pair in enumerate(pairs):
+                for j, alignment in enumerate(ALIGNMENTS):
+                    v = d[(d.pair == pair) & (d.alignment == alignment)].top1.to_numpy()
+                    if not len(v):
+                        continue
+                    x = i + (j - 0.5) * 0.4
+                    sem = v.std(ddof=1) / np.sqrt(len(v)) if len(v) > 1 else 0.0
+                    ax.bar(x, v.mean(), 0.38, color=PALETTE[alignment],
+                           label=alignment if i == 0 else None)  # fmt: skip
+                    ax.errorbar(x, v.mean(), sem, color="black", capsize=3, lw=1)
+                    ax.scatter(x + rng.uniform(-0.04, 0.04, len(v)), v, s=9, color="black",
+                               alpha=0.7, zorder=3, linewidths=0)  # fmt: skip
+                    top = max(top, v.max(), v.mean() + sem)
+                s = st[(st.regime == regime) & (st.brain_encoder == brain) & (st.pair == pair)]
+                if len(s):
+                    p = float(s[f"{test}_p_corrected"].iloc[0])
+                    y = top * 1.06 + 0.5
+                    ax.plot([i - 0.2, i - 0.2, i + 0.2, i + 0.2], [y - 0.4, y, y, y - 0.4],
+                            color="black", lw=0.8)  # fmt: skip
+                    label = stars(p) + (f" (p={p:.2g})" if np.isfinite(p) else "")
+                    ax.text(i, y, label, ha="center", va="bottom", fontsize=7)
+            ax.axhline(chance, ls="--", color="crimson", lw=0.8, label=f"chance {chance:.1f}%")
+            ax.set_xticks(range(len(pairs)), pairs, rotation=20 if len(pairs) > 2 else 0)
+            ax.set_title(f"{brain}, {REGIME_LABEL.get(regime, regime)}")
+            ax.set_ylabel("top-1 accuracy (%)" if c == 0 else "")
+            ax.set_ylim(0, max(top * 1.25 + 2, chance * 2))
+            ax.grid(axis="x", visible=False)
+            if r == 0 and c == 0:
+                ax.legend(loc="upper left", frameon=False)
+    n_way, n_sub = int(df.n_way.iloc[0]), df.subject.nunique()
+    fig.suptitle(
+        f"{n_way}-way retrieval, {n_sub} subjects (points), mean \u00b1 s.e.m.; "
+        f"{test} test, {st.correction.iloc[0] if len(st) else 'no'}-corrected"
+    )
+    save(fig, outs, dpi)
+    return len(regimes), len(brains)
+
+
+# ------------------------------------------------------------------ 2. per subject
+def per_subject(table, outs, dpi: int = 300) -> tuple[int, int]:
+    """Each subject's top-1 and top-5 (seed means): unaligned (x) against aligned (y) per
+    pair; above the diagonal, alignment helped. Grid: metric (rows) x regime and brain
+    encoder (columns)."""
+    df = per_subject_means(pd.read_csv(table))
+    regimes, brains = panels(df)
+    cols = [(r, b) for r in regimes for b in brains]
+    wide = df.pivot_table(
+        index=["regime", "brain_encoder", "pair", "subject"], columns="alignment",
+        values=["top1", "top5"],
+    ).reset_index()  # fmt: skip
+    pairs = sorted(df.pair.unique())
+    colours = dict(zip(pairs, sns.color_palette("tab10", len(pairs))))
+    theme()
+    fig, axes = plt.subplots(
+        2, len(cols), figsize=(PAGE_WIDTH, 2 * max(1.8, PAGE_WIDTH / max(len(cols), 2))),
+        squeeze=False, constrained_layout=True,
+    )  # fmt: skip
+    for r, metric in enumerate(("top1", "top5")):
+        for c, (regime, brain) in enumerate(cols):
+            ax = axes[r, c]
+            d = wide[(wide.regime == regime) & (wide.brain_encoder == brain)]
+            x, y = d[(metric, "unaligned")], d[(metric, "aligned")]
+            lim = (0, max(float(np.nanmax([x.max(), y.max()])) * 1.15, 1.0))
+            ax.plot(lim, lim, color="black", lw=0.7, ls=":")
+            for pair in pairs:
+                m = d.pair == pair
+                ax.scatter(x[m], y[m], s=16, color=colours[pair], label=pair, zorder=3)
+                for xi, yi, s in zip(x[m], y[m], d.subject[m]):
+                    ax.annotate(f"{s:02d}", (xi, yi), fontsize=5, xytext=(2, 2),
+                                textcoords="offset points")  # fmt: skip
+            ax.set(xlim=lim, ylim=lim, aspect="equal")
+            label = {"top1": "top-1", "top5": "top-5"}[metric]
+            ax.set_xlabel(f"unaligned {label} (%)")
+            ax.set_ylabel(f"aligned {label} (%)" if c == 0 else "")
+            if r == 0:
+                ax.set_title(f"{brain}, {REGIME_LABEL.get(regime, regime)}")
+    axes[0, 0].legend(loc="upper left", frameon=False, title="pair", title_fontsize=7)
+    fig.suptitle("Per subject (seed means): above the diagonal, the aligned encoder did better")
+    save(fig, outs, dpi)
+    return 2, len(cols)
+
+
+# ------------------------------------------------------------------ 3-5. attribution
+def load_attributions(files: list[Path | str], pairs: list[dict]) -> list[dict]:
+    """Each attribution file with its run's identity, once per pair it belongs to."""
+    membership = pair_of(pairs)
+    out = []
+    for path in files:
+        a = {**attribution.load(path), **run_identity(path)}
+        for pair, alignment in membership.get(a["image_encoder"], []):
+            out.append({**a, "pair": pair, "alignment": alignment})
+    if not out:
+        raise InputError("no attribution file belongs to a configured pair")
+    return out
+
+
+def profile_frame(records: list[dict], key: str, axis_key: str) -> pd.DataFrame:
+    """Long table of one profile, seeds averaged per subject, scaled so uniform = 1."""
+    rows = []
+    for a in records:
+        v = np.asarray(a[key], dtype=float)
+        rows.append(pd.DataFrame({
+            "x": a[axis_key], "importance": v * len(v), "subject": a["subject"],
+            "seed": a["seed"], "pair": a["pair"], "alignment": a["alignment"],
+            "brain_encoder": a["brain_encoder"],
+        }))  # fmt: skip
+    df = pd.concat(rows, ignore_index=True)
+    return df.groupby(
+        ["brain_encoder", "pair", "alignment", "subject", "x"], as_index=False
+    ).importance.mean()
+
+
+def profile_figure(df: pd.DataFrame, outs, dpi, xlabel, title, centroid_unit, xscale=1.0):
+    """Rows: brain encoders; columns: pairs; lines: aligned vs unaligned, mean over
+    subjects with a band of +- s.e.m.; dashed: each profile's centroid."""
+    brains, pairs = sorted(df.brain_encoder.unique()), sorted(df.pair.unique())
+    theme()
+    fig, axes = plt.subplots(
+        len(brains), len(pairs), figsize=(PAGE_WIDTH, 2.4 * len(brains)), squeeze=False,
+        sharex=True, constrained_layout=True,
+    )  # fmt: skip
+    for r, brain in enumerate(brains):
+        for c, pair in enumerate(pairs):
+            ax = axes[r, c]
+            for alignment in ALIGNMENTS:
+                d = df[
+                    (df.brain_encoder == brain) & (df.pair == pair) & (df.alignment == alignment)
+                ]
+                if d.empty:
+                    continue
+                g = d.groupby("x").importance
+                x, mean = g.mean().index.to_numpy() * xscale, g.mean().to_numpy()
+                sem = g.sem().fillna(0).to_numpy()
+                n = d.subject.nunique()
+                centroid = float((x * mean).sum() / mean.sum())
+                ax.plot(x, mean, color=PALETTE[alignment], lw=1.2,
+                        label=f"{alignment} (centroid {centroid:.0f} {centroid_unit}, n={n})")  # fmt: skip
+                ax.fill_between(x, mean - sem, mean + sem, color=PALETTE[alignment], alpha=0.25,
+                                lw=0)  # fmt: skip
+                ax.axvline(centroid, color=PALETTE[alignment], ls="--", lw=0.8)
+            ax.axhline(1.0, color="black", lw=0.6, ls=":")
+            ax.set_title(f"{brain}, {pair}")
+            ax.set_ylabel("importance (uniform = 1)" if c == 0 else "")
+            ax.legend(loc="upper right", frameon=False)
+            if r == len(brains) - 1:
+                ax.set_xlabel(xlabel)
+    fig.suptitle(title)
+    save(fig, outs, dpi)
+    return len(brains), len(pairs)
+
+
+def temporal_importance(files, pairs, outs, dpi: int = 300) -> tuple[int, int]:
+    df = profile_frame(load_attributions(files, pairs), "temporal", "times")
+    return profile_figure(
+        df, outs, dpi, "time after image onset (ms)",
+        "Temporal importance: Grad-CAM of the query-image similarity", "ms", xscale=1000,
+    )  # fmt: skip
+
+
+def spectral_importance(files, pairs, outs, dpi: int = 300) -> tuple[int, int]:
+    df = profile_frame(load_attributions(files, pairs), "spectral", "freqs")
+    return profile_figure(
+        df, outs, dpi, "frequency (Hz)",
+        "Spectral importance: gradient \u00d7 input over the Fourier spectrum", "Hz",
+    )  # fmt: skip
+
+
+def head_sphere(montage) -> tuple[float, float, float, float]:
+    """The head circle as EEGLAB draws it: centred between T7 and T8 and between Fpz and Oz,
+    through Fpz and Oz (taken from the full montage, whatever channels were recorded)."""
+    p = montage.get_positions()["ch_pos"]
+    x = (p["T7"][0] + p["T8"][0]) / 2
+    z = (p["T7"][2] + p["T8"][2]) / 2
+    y = (p["Fpz"][1] + p["Oz"][1]) / 2
+    return float(x), float(y), float(z), float(abs(p["Fpz"][1] - p["Oz"][1]) / 2)
+
+
+def spatial_importance(files, pairs, outs, dpi: int = 300) -> tuple[int, int]:
+    """Scalp maps (standard 10-20 positions) of channel importance, subject and seed means:
+    unaligned, aligned (shared colour scale) and aligned minus unaligned. One row per brain
+    encoder and pair."""
+    import mne
+
+    records = load_attributions(files, pairs)
+    ch_names = records[0]["ch_names"]
+    info = mne.create_info(ch_names, 250.0, "eeg")
+    montage = mne.channels.make_standard_montage("colin27_1020")  # MNE's standard_1020
+    missing = sorted(set(ch_names) - set(montage.ch_names))
+    if missing:
+        raise InputError(
+            f"channels {missing} have no 10-20 position in MNE's colin27_1020 montage; rename them"
+        )
+    info.set_montage(montage)
+    sphere = head_sphere(montage)
+    df = profile_frame(
+        [{**a, "index": np.arange(len(ch_names))} for a in records], "spatial", "index"
+    )
+    rows = sorted(df[["brain_encoder", "pair"]].drop_duplicates().itertuples(index=False))
+    theme()
+    fig, axes = plt.subplots(
+        len(rows), 3, figsize=(PAGE_WIDTH, 2.5 * len(rows)), squeeze=False,
+        constrained_layout=True,
+    )  # fmt: skip
+    for r, (brain, pair) in enumerate(rows):
+        maps = {}
+        for alignment in ALIGNMENTS:
+            d = df[(df.brain_encoder == brain) & (df.pair == pair) & (df.alignment == alignment)]
+            maps[alignment] = d.groupby("x").importance.mean().reindex(range(len(ch_names)))
+        vmax = max(float(np.nanmax(m)) for m in maps.values())
+        diff = (maps["aligned"] - maps["unaligned"]).to_numpy()
+        dmax = float(np.nanmax(np.abs(diff))) or 1.0
+        panels_ = [
+            (maps["unaligned"].to_numpy(), "unaligned", (0, vmax), "Reds"),
+            (maps["aligned"].to_numpy(), "aligned", (0, vmax), "Reds"),
+            (diff, "aligned \u2212 unaligned", (-dmax, dmax), "RdBu_r"),
+        ]
+        for c, (data, label, vlim, cmap) in enumerate(panels_):
+            ax = axes[r, c]
+            im, _ = mne.viz.plot_topomap(
+                np.nan_to_num(data), info, axes=ax, show=False, vlim=vlim, cmap=cmap,
+                contours=4, sensors=True, sphere=sphere,
+            )  # fmt: skip
+            ax.set_title(label)
+            if c == 0:
+                ax.text(-0.12, 0.5, f"{brain}\n{pair}", transform=ax.transAxes, rotation=90,
+                        ha="center", va="center", fontsize=8)  # fmt: skip
+            if c > 0:  # one colour bar for the two maps, one for the difference
+                fig.colorbar(im, ax=ax, shrink=0.75, label="importance (uniform = 1)"
+                             if c == 1 else "difference")  # fmt: skip
+    fig.suptitle("Spatial importance: |gradient \u00d7 input| per channel")
+    save(fig, outs, dpi)
+    return len(rows), 3
+
+
+# ------------------------------------------------------------------ 6. top-k retrieval grid
+THUMBNAIL = 192  # pixels; keeps the PNG and PDF small at any image resolution
+
+
+def thumbnail(image: Image.Image) -> np.ndarray:
+    image = image.convert("RGB")
+    image.thumbnail((THUMBNAIL, THUMBNAIL), Image.Resampling.LANCZOS)
+    return np.asarray(image)
+
+
+def topk_grid(
+    runs: dict, brain, images_dir, outs, queries=6, k: int = 5, dpi: int = 300
+) -> tuple[int, int]:
+    """For chosen test queries (a count, evenly spaced, or a list of test-image indices):
+    the image seen, then the top-k images retrieved by the aligned and by the unaligned
+    model, each with its cosine similarity; the correct image framed in green.
+    `runs`: alignment -> {"model": model.pt, "embeddings": embeddings .h5, "name": encoder}."""
+    sims = {a: evaluate.retrieve(r["model"], brain, r["embeddings"]) for a, r in runs.items()}
+    n = next(iter(sims.values())).shape[0]
+    if isinstance(queries, int):
+        queries = np.linspace(0, n - 1, queries).round().astype(int).tolist()
+    if not queries or max(queries) >= n or min(queries) < 0:
+        raise InputError(f"figures.topk.queries {queries}: test-image indices run 0..{n - 1}")
+    meta = things_eeg2.load_image_metadata(Path(images_dir) / "image_metadata.npy")
+    paths = things_eeg2.image_paths(images_dir, meta, "test")
+    theme()
+    n_cols = 1 + 2 * k
+    height = PAGE_WIDTH / n_cols * 1.25 * len(queries) + 0.5
+    fig, axes = plt.subplots(
+        len(queries), n_cols, figsize=(PAGE_WIDTH, height), squeeze=False,
+        gridspec_kw={"wspace": 0.08, "hspace": 0.3},
+    )  # fmt: skip
+    fig.subplots_adjust(left=0.01, right=0.99, bottom=0.01, top=1 - 0.55 / height)
+    for r, q in enumerate(queries):
+        cells = [(q, None, "seen", "black")]
+        for alignment in ("aligned", "unaligned"):
+            order = np.argsort(-sims[alignment][q], kind="stable")[:k]
+            for i in order:
+                colour = "green" if i == q else PALETTE[alignment]
+                cells.append((i, sims[alignment][q, i], alignment, colour))
+        for c, (i, sim, label, colour) in enumerate(cells):
+            ax = axes[r, c]
+            with Image.open(paths[i]) as im:
+                ax.imshow(thumbnail(im))
+            ax.set_xticks([])
+            ax.set_yticks([])
+            for spine in ax.spines.values():
+                spine.set(color=colour, linewidth=2.5 if i == q and c else 1.0)
+            ax.set_title("seen" if sim is None else f"{sim:.2f}", fontsize=6, pad=2)
+            if r == 0 and c in (1, 1 + k):
+                ax.text(0, 1.3, f"top-{k}, {label}: {runs[label]['name']}",
+                        transform=ax.transAxes, fontsize=7, ha="left")  # fmt: skip
+    fig.suptitle(
+        "Retrieved test images (cosine similarity; green: the image seen)", y=1 - 0.08 / height
+    )
+    save(fig, outs, dpi)
+    return len(queries), n_cols
+
+
+# ------------------------------------------------------------------ 7. training curves
+def training_curves(metrics_files, pairs, outs, dpi: int = 300) -> tuple[int, int]:
+    """Validation loss and top-1 over epochs per run family (regime x brain encoder x image
+    encoder): mean over subjects and seeds, band +- s.e.m.; solid aligned, dashed unaligned,
+    one colour per pair."""
+    membership = pair_of(pairs)
+    frames = []
+    for path in metrics_files:
+        ident = run_identity(path)
+        m = pd.read_csv(path)
+        for pair, alignment in membership.get(ident["image_encoder"], []):
+            frames.append(m.assign(**ident, pair=pair, alignment=alignment))
+    if not frames:
+        raise InputError("no metrics file belongs to a configured pair")
+    df = pd.concat(frames, ignore_index=True)
+    df["val_top1"] *= 100
+    regimes, brains = panels(df)
+    cols = [(r, b) for r in regimes for b in brains]
+    theme()
+    fig, axes = plt.subplots(
+        2, len(cols), figsize=(PAGE_WIDTH, 4.6), squeeze=False, sharex="col",
+        constrained_layout=True,
+    )  # fmt: skip
+    for c, (regime, brain) in enumerate(cols):
+        d = df[(df.regime == regime) & (df.brain_encoder == brain)]
+        for r, (metric, label) in enumerate(
+            (("val_loss", "validation loss"), ("val_top1", "validation top-1 (%)"))
+        ):
+            ax = axes[r, c]
+            sns.lineplot(
+                d, x="epoch", y=metric, hue="pair", style="alignment",
+                style_order=["aligned", "unaligned"], errorbar="se", ax=ax,
+                legend=(r == 0 and c == 0),
+            )  # fmt: skip
+            ax.set_ylabel(label if c == 0 else "")
+            if r == 0:
+                ax.set_title(f"{brain}, {REGIME_LABEL.get(regime, regime)}")
+    if axes[0, 0].get_legend():
+        axes[0, 0].legend(frameon=False, fontsize=6)
+    fig.suptitle("Training curves: mean over subjects and seeds, band \u00b1 s.e.m.")
+    save(fig, outs, dpi)
+    return 2, len(cols)

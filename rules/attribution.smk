@@ -1,0 +1,19 @@
+rule attribution:
+    input:
+        model=f"{RUN}/model.pt",
+        brain="results/preprocessed/{dataset}/sub-{subject}.h5",
+        embeddings="results/embeddings/{dataset}/{image_encoder}.h5",
+    output:
+        f"{RUN}/attribution.h5",
+    log:
+        f"logs/attribution/{RUN.removeprefix('results/runs/')}.log",
+    benchmark:
+        f"results/benchmarks/attribution/{RUN.removeprefix('results/runs/')}.tsv"
+    conda:
+        "../envs/train.yaml"
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=20,
+    script:
+        "../workflow/scripts/attribution.py"

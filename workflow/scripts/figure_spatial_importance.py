@@ -1,0 +1,8 @@
+"""Rule figure_spatial_importance: spatial importance, aligned vs unaligned, over subjects."""
+
+from visdecode import figures
+from visdecode.io import rule_logging
+
+rule_logging(snakemake.log[0])
+p = snakemake.params
+figures.spatial_importance(list(snakemake.input), p.pairs, snakemake.output, p.dpi)

@@ -1,0 +1,8 @@
+"""Rule figure_spectral_importance: spectral importance, aligned vs unaligned, over subjects."""
+
+from visdecode import figures
+from visdecode.io import rule_logging
+
+rule_logging(snakemake.log[0])
+p = snakemake.params
+figures.spectral_importance(list(snakemake.input), p.pairs, snakemake.output, p.dpi)
