@@ -35,3 +35,22 @@ def test_bad_input_is_one_line(tmp_path):
         "not found; fetch or synthesise the images"
     ]
     assert not (tmp_path / "out.h5").exists()
+
+
+def test_figure_names_what_it_needs_and_stats_names_a_bad_table(tmp_path):
+    done = visdecode("figure", "topk_retrieval", "--out", str(tmp_path / "f.png"))
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines() == [
+        "visdecode figure: error: figure topk_retrieval needs --brain --images-dir --aligned "
+        "--unaligned"
+    ]
+    bad = tmp_path / "runs.csv"
+    bad.write_text("top1\n0.5\n")
+    done = visdecode("stats", "--table", str(bad), "--out", str(tmp_path / "stats.csv"))
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines() == [
+        f"visdecode stats: error: {bad}: not a retrieval table, columns ['alignment', "
+        "'brain_encoder', 'dataset', 'image_encoder', 'pair', 'regime', 'seed', 'subject', "
+        "'top5'] missing; rebuild it with `snakemake results/tables/retrieval.csv`"
+    ]
+    assert not (tmp_path / "stats.csv").exists() and not (tmp_path / "f.png").exists()
