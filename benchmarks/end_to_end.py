@@ -42,6 +42,10 @@ def main() -> None:
     start = time.perf_counter()
     subprocess.run(cmd, check=True)
     wall = time.perf_counter() - start
+    start = time.perf_counter()
+    subprocess.run([*cmd, "--report", "results/report.html"], check=True)
+    report_s = time.perf_counter() - start
+    report_mb = (work / "results" / "report.html").stat().st_size / 1e6
 
     rules = []
     for tsv in sorted((work / "results" / "benchmarks").rglob("*.tsv")):
@@ -50,7 +54,7 @@ def main() -> None:
         rules.append({"job": str(rel.with_suffix("")), "s": row["s"], "max_rss_mb": row["max_rss"]})
     table = pd.read_csv(work / "results" / "tables" / "retrieval.csv")
     summary = (
-        table.groupby(["pair", "brain_encoder", "alignment"])[["top1", "top5"]]
+        table.groupby(["regime", "pair", "brain_encoder", "alignment"])[["top1", "top5"]]
         .agg(["mean", "std"])
         .mul(100)
         .round(1)
@@ -63,6 +67,7 @@ def main() -> None:
         f"Python {platform.python_version()}",
         f"- cores given to Snakemake: {args.cores}",
         f"- **wall time: {wall:.0f} s ({wall / 60:.1f} min)**, from an empty working directory",
+        f"- then `snakemake --report results/report.html`: {report_s:.0f} s, {report_mb:.1f} MB",
         f"- runs: {len(table)} rows in results/tables/retrieval.csv; n-way {table.n_way.iloc[0]}, "
         f"chance top-1 {chance:.1f}%",
         "",

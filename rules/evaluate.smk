@@ -7,6 +7,8 @@ rule evaluate:
         f"{RUN}/retrieval.json",
     log:
         f"logs/evaluate/{RUN.removeprefix('results/runs/')}.log",
+    benchmark:
+        f"results/benchmarks/evaluate/{RUN.removeprefix('results/runs/')}.tsv"
     conda:
         "../envs/train.yaml"
     resources:
@@ -29,6 +31,8 @@ rule retrieval_table:
         ),
     log:
         "logs/tables/retrieval.log",
+    benchmark:
+        "results/benchmarks/tables/retrieval.tsv"
     conda:
         "../envs/figures.yaml"
     resources:

@@ -54,6 +54,8 @@ rule config_used:
         ),
     log:
         "logs/tables/config_used.log",
+    benchmark:
+        "results/benchmarks/tables/config_used.tsv"
     conda:
         "../envs/figures.yaml"
     resources:

@@ -177,7 +177,7 @@ def per_subject(table, outs, dpi: int = 300) -> tuple[int, int]:
             ax = axes[r, c]
             d = wide[(wide.regime == regime) & (wide.brain_encoder == brain)]
             x, y = d[(metric, "unaligned")], d[(metric, "aligned")]
-            lim = (0, max(float(np.nanmax([x.max(), y.max()])) * 1.15, 1.0))
+            lim = (0, max(min(float(np.nanmax([x.max(), y.max()])) * 1.15, 100.0), 1.0))
             ax.plot(lim, lim, color="black", lw=0.7, ls=":")
             for pair in pairs:
                 m = d.pair == pair

@@ -122,9 +122,7 @@ def statistics(df: pd.DataFrame, correction: str = "holm") -> pd.DataFrame:
                     ),
                 }
             )
-    out = pd.DataFrame(rows)
-    if out.empty:
-        return out
+    out = pd.DataFrame(rows, columns=[*GROUP, "metric", *paired_tests(np.ones(0), np.ones(0))])
     family = ["dataset", "regime", "brain_encoder", "metric"]
     for test in ("wilcoxon", "t"):
         out[f"{test}_p_corrected"] = out.groupby(family, group_keys=False)[f"{test}_p"].apply(
