@@ -41,23 +41,30 @@ def topk_accuracy(sim: np.ndarray, ks=(1, 5), n_way: int | None = None, seed: in
     return {f"top{k}": float((rank < k).mean()) for k in ks}
 
 
-def load_run(model_path: Path | str, brain: Path | str, embeddings: Path | str, device=None):
+def load_run(
+    model_path: Path | str, brain: Path | str, embeddings: Path | str, device=None, x=None
+):
     """A trained run with its test data: (model, info, queries x, subject index, test-image
-    embeddings w, centred with the training images' mean and L2-normalised). A model
+    embeddings w, centred with the training images' mean and L2-normalised); `x`, when
+    given, is `brain`'s test queries already loaded (brain_data.load_averaged). A model
     trained leave-one-subject-out meets `brain`'s subject for the first time: subject index
     -1 (for ATM-S, the mean of the learned subject tokens)."""
     device = device or torch.device("cpu")
     model, info = train.load_model(model_path, device)
-    x = torch.from_numpy(brain_data.load_averaged(brain, "test")).to(device)
+    if x is None:
+        x = torch.from_numpy(brain_data.load_averaged(brain, "test"))
+    x = x.to(device)
     subject = torch.full((len(x),), -1 if info.get("regime") == "inter" else 0, device=device)
     emb = brain_data.load_embeddings(embeddings)
     _, w = brain_data.centre_normalise(emb["train"], emb["test"])
     return model, info, x, subject, torch.from_numpy(w).to(device)
 
 
-def retrieve(model_path: Path | str, brain: Path | str, embeddings: Path | str) -> np.ndarray:
+def retrieve(
+    model_path: Path | str, brain: Path | str, embeddings: Path | str, x=None
+) -> np.ndarray:
     """Cosine similarities (test queries x test images) for one trained run."""
-    model, _, x, subject, w = load_run(model_path, brain, embeddings)
+    model, _, x, subject, w = load_run(model_path, brain, embeddings, x=x)
     return (train.embed_brain(model, x, subject) @ w.T).numpy()
 
 

@@ -18,9 +18,10 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
+import torch  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from visdecode import attribution, evaluate, things_eeg2  # noqa: E402
+from visdecode import attribution, brain_data, evaluate, things_eeg2  # noqa: E402
 from visdecode.errors import InputError  # noqa: E402
 from visdecode.io import atomic_path  # noqa: E402
 
@@ -366,7 +367,8 @@ def topk_grid(
     the image seen, then the top-k images retrieved by the aligned and by the unaligned
     model, each with its cosine similarity; the correct image framed in green.
     `runs`: alignment -> {"model": model.pt, "embeddings": embeddings .h5, "name": encoder}."""
-    sims = {a: evaluate.retrieve(r["model"], brain, r["embeddings"]) for a, r in runs.items()}
+    x = torch.from_numpy(brain_data.load_averaged(brain, "test"))  # read once for both runs
+    sims = {a: evaluate.retrieve(r["model"], brain, r["embeddings"], x) for a, r in runs.items()}
     n = next(iter(sims.values())).shape[0]
     if isinstance(queries, int):
         queries = np.linspace(0, n - 1, queries).round().astype(int).tolist()
