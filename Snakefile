@@ -18,6 +18,7 @@ report: "workflow/report/workflow.rst"
 
 include: "rules/common.smk"
 include: "rules/synth.smk"
+include: "rules/download.smk"
 include: "rules/preprocess.smk"
 include: "rules/embed.smk"
 include: "rules/train.smk"

@@ -14,6 +14,9 @@ PAIRS = config["pairs"]
 IMAGE_ENCODERS = sorted({p[k] for p in PAIRS for k in ("aligned", "unaligned")})
 N_SESSIONS = config["preprocess"]["n_sessions"]
 GPU = config["resources"]["gpu"]
+EEG_SOURCE = config["eeg_source"]
+DOWNLOAD = config["download"]
+FETCH = not SYNTHETIC and DOWNLOAD["enabled"]
 
 RUN = "results/runs/{dataset}/{regime}/sub-{subject}/{brain_encoder}/{image_encoder}/seed-{seed}"
 FIGURE_NAMES = [
@@ -49,6 +52,18 @@ def raw_paths(subject):
     ]
 
 
+def release_paths(subject):
+    """The official preprocessed release's files of one subject."""
+    return [
+        f"{DATA_DIR}/preprocessed_eeg/sub-{subject}/preprocessed_eeg_{part}.npy"
+        for part in ("training", "test")
+    ]
+
+
+def release_files(wildcards):
+    return release_paths(wildcards.subject)
+
+
 def raw_files(wildcards):
     return raw_paths(wildcards.subject)
 
@@ -74,6 +89,16 @@ def local_weights(wildcards):
     return config.get("local_weights", {}).get(wildcards.image_encoder)
 
 
+if SYNTHETIC and EEG_SOURCE != "raw":
+    raise ValueError(
+        f"config: eeg_source '{EEG_SOURCE}' needs the real data set (the synthetic world "
+        "writes raw EEG only); set eeg_source: raw or synthetic.enabled: false"
+    )
+if FETCH and not DOWNLOAD["mirrors"]:
+    raise ValueError(
+        "config: download.mirrors is empty; list at least one host (config/README.md) or "
+        "set download.enabled: false and put the files in data_dir by hand"
+    )
 if "inter" in REGIMES and len(SUBJECTS) < 2:
     raise ValueError(
         "config: regime 'inter' (leave-one-subject-out) needs at least 2 subjects; "

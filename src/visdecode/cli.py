@@ -36,6 +36,33 @@ def _synth(a: argparse.Namespace) -> None:
             synth.write_subject(root, subject, cfg)
 
 
+def _download(a: argparse.Namespace) -> None:
+    from visdecode import download
+
+    mirrors = download.DEFAULT_MIRRORS
+    if a.mirrors:
+        cfg = yaml.safe_load(Path(a.mirrors).read_text())
+        mirrors = cfg["download"]["mirrors"] if "download" in cfg else cfg
+    if download.PARTS[a.part].per_subject and not a.subject:
+        raise InputError(f"download {a.part}: give --subject")
+    download.fetch(
+        a.part,
+        a.data_dir,
+        mirrors,
+        subject=a.subject,
+        n_sessions=a.sessions,
+        timeout=a.timeout,
+        retries=a.retries,
+        keep_archives=a.keep_archives,
+    )
+
+
+def _import_release(a: argparse.Namespace) -> None:
+    from visdecode import release
+
+    release.run(a.data_dir, a.subject, a.out)
+
+
 def _preprocess(a: argparse.Namespace) -> None:
     from visdecode import preprocess
 
@@ -157,6 +184,28 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--world", help="YAML/JSON mapping of world options (config: synthetic)")
     s.add_argument("--subject", type=int, action="append", help="subject(s) for 'eeg'")
     s.set_defaults(func=_synth)
+
+    s = sub.add_parser("download", help="fetch THINGS-EEG2 (raw EEG, images, official release)")
+    s.add_argument("part", choices=["raw", "images", "preprocessed"])
+    s.add_argument("--data-dir", required=True, help="data set root to fill (config: data_dir)")
+    s.add_argument("--subject", type=int, help="subject (raw, preprocessed)")
+    s.add_argument(
+        "--mirrors", help="YAML: a config file with download.mirrors, or the list itself "
+        "(default: OSF)",
+    )  # fmt: skip
+    s.add_argument("--sessions", type=int, default=4, help="sessions per subject (raw)")
+    s.add_argument("--timeout", type=float, default=10.0, help="seconds to connect or stall")
+    s.add_argument("--retries", type=int, default=3, help="resumed attempts per file")
+    s.add_argument("--keep-archives", action="store_true", help="keep archives once unpacked")
+    s.set_defaults(func=_download)
+
+    s = sub.add_parser(
+        "import-release", help="official preprocessed release of a subject -> HDF5"
+    )
+    s.add_argument("--data-dir", required=True, help="data set root (preprocessed_eeg/, images/)")
+    s.add_argument("--subject", type=int, required=True)
+    s.add_argument("--out", required=True, help="output HDF5 file")
+    s.set_defaults(func=_import_release)
 
     s = sub.add_parser("preprocess", help="raw sessions -> epochs -> MVNN -> HDF5")
     s.add_argument("--raw-dir", required=True, help="data set root (holds raw_eeg/, images/)")

@@ -1,0 +1,498 @@
+"""Acquiring THINGS-EEG2 from its hosts: raw EEG per subject, the image set, and the official
+preprocessed release per subject.
+
+Each mirror is asked for its file list and the checksums it publishes (OSF: SHA-256 or MD5
+from its API; Figshare: MD5; a plain HTTP mirror: a `SHA256SUMS` file). The files of one part
+are downloaded with pooch (checksum verified, renamed into place only when it matches) through
+a downloader that keeps an interrupted transfer under `downloads/.partial/` and continues it
+with an HTTP Range request, on the next attempt or the next run. Mirrors are tried in turn.
+Archives are unpacked into a staging folder beside the data set, the expected files are found
+and verified (file counts, array shapes, every image the metadata lists), and only then moved
+to the layout the preprocessing reads. Anything short of that raises an InputError whose one
+line says what could not be had and where to put the files by hand; nothing is left under a
+final name.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import re
+import shutil
+import tarfile
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from visdecode import things_eeg2 as fmt
+from visdecode.errors import InputError
+
+log = logging.getLogger(__name__)
+
+ARCHIVE = r"(\.zip|\.tar|\.tar\.gz|\.tgz)"
+
+
+@dataclass(frozen=True)
+class Part:
+    label: str
+    page: str  # where a person finds the files (for the by-hand instructions)
+    pattern: str  # regular expression over a mirror's file paths; {subject}: two digits
+    per_subject: bool = True
+
+
+PARTS = {
+    "raw": Part("raw EEG", "https://osf.io/crxs4/", rf"(^|/)sub-{{subject}}({ARCHIVE}$|/)"),
+    "preprocessed": Part(
+        "official preprocessed EEG",
+        "https://osf.io/anp5v/",
+        rf"(^|/)sub-{{subject}}({ARCHIVE}$|/)",
+    ),
+    "images": Part(
+        "image set",
+        "https://osf.io/y63gw/",
+        rf"(^|/)(training_images|test_images)({ARCHIVE}$|/)|(^|/)image_metadata\.npy$",
+        per_subject=False,
+    ),
+}
+
+# The hosts of the release (facts: ../shared/reference/things-eeg2.md). config.yaml's
+# download.mirrors is the source of truth for the workflow; this is the CLI's default.
+DEFAULT_MIRRORS = [
+    {
+        "name": "osf",
+        "type": "osf",
+        "url": "https://api.osf.io/v2",
+        "ids": {"raw": "crxs4", "preprocessed": "anp5v", "images": "y63gw"},
+    }
+]
+RELEASE_FILES = ("preprocessed_eeg_training.npy", "preprocessed_eeg_test.npy")
+RELEASE_KEYS = ("preprocessed_eeg_data", "ch_names", "times")
+RELEASE_REPS = {"training": 4, "test": 80}
+
+
+class Unavailable(Exception):
+    """A mirror cannot provide a part (not listed, no checksum, bad listing)."""
+
+
+@dataclass(frozen=True)
+class Remote:
+    path: str  # inside the mirror's component, e.g. "sub-01.zip"
+    url: str
+    size: int | None
+    known_hash: str | None  # pooch's form: "sha256:<hex>" or "md5:<hex>"
+
+
+# --------------------------------------------------------------------------- listings
+def _get_json(session, url: str, timeout: float):
+    r = session.get(url, timeout=timeout)
+    r.raise_for_status()
+    return r.json()
+
+
+def list_osf(session, api: str, node: str, timeout: float) -> list[Remote]:
+    """Every file of an OSF component (folders walked, pages followed), with its hash."""
+    out, pending = [], [f"{api.rstrip('/')}/nodes/{node}/files/osfstorage/"]
+    while pending:
+        url = pending.pop()
+        while url:
+            page = _get_json(session, url, timeout)
+            for item in page.get("data", []):
+                attrs = item["attributes"]
+                if attrs.get("kind") == "folder":
+                    pending.append(item["relationships"]["files"]["links"]["related"]["href"])
+                    continue
+                hashes = (attrs.get("extra") or {}).get("hashes") or {}
+                algo = "sha256" if hashes.get("sha256") else "md5" if hashes.get("md5") else None
+                out.append(
+                    Remote(
+                        (attrs.get("materialized_path") or attrs["name"]).lstrip("/"),
+                        item["links"]["download"],
+                        attrs.get("size"),
+                        f"{algo}:{hashes[algo]}" if algo else None,
+                    )
+                )
+            url = (page.get("links") or {}).get("next")
+    return out
+
+
+def list_figshare(session, api: str, article: str, timeout: float) -> list[Remote]:
+    """The files of a Figshare (or Figshare+) article with their MD5."""
+    files = _get_json(
+        session, f"{api.rstrip('/')}/articles/{article}/files?page_size=1000", timeout
+    )
+    return [
+        Remote(
+            f["name"],
+            f["download_url"],
+            f.get("size"),
+            f"md5:{f['computed_md5']}" if f.get("computed_md5") else None,
+        )
+        for f in files
+    ]
+
+
+def list_http(session, base: str, folder: str, timeout: float) -> list[Remote]:
+    """A plain HTTP mirror: `<url>/<folder>/SHA256SUMS` lists `<sha256>  <path>` lines."""
+    root = f"{base.rstrip('/')}/{folder}"
+    r = session.get(f"{root}/SHA256SUMS", timeout=timeout)
+    r.raise_for_status()
+    out = []
+    for line in r.text.splitlines():
+        if line.strip():
+            digest, path = line.split(maxsplit=1)
+            path = path.lstrip("*").strip()
+            out.append(Remote(path, f"{root}/{path}", None, f"sha256:{digest.lower()}"))
+    return out
+
+
+LISTERS = {"osf": list_osf, "figshare": list_figshare, "http": list_http}
+
+
+def select(remotes: list[Remote], part: str, subject: int | None) -> list[Remote]:
+    pattern = re.compile(PARTS[part].pattern.format(subject=f"{subject or 0:02d}"))
+    return sorted((r for r in remotes if pattern.search(r.path)), key=lambda r: r.path)
+
+
+# --------------------------------------------------------------------------- transfer
+class ResumableDownloader:
+    """A pooch downloader that continues a partial file with an HTTP Range request.
+
+    The bytes received so far live in `partial` (named after the file's checksum, so a part of
+    another version is never continued); when the transfer completes, the file is handed to
+    pooch under its temporary name for the checksum check and the rename.
+    """
+
+    def __init__(self, session, partial: Path, timeout: float, size: int | None, desc: str):
+        self.session, self.partial, self.timeout = session, partial, timeout
+        self.size, self.desc = size, desc
+
+    def __call__(self, url: str, output_file, pooch=None) -> None:
+        import requests
+        from tqdm.auto import tqdm
+
+        self.partial.parent.mkdir(parents=True, exist_ok=True)
+        have = self.partial.stat().st_size if self.partial.exists() else 0
+        if self.size is not None and have > self.size:
+            self.partial.unlink()  # longer than the file: not a part of it
+            have = 0
+        headers = {"Range": f"bytes={have}-"} if have else {}
+        with self.session.get(url, headers=headers, stream=True, timeout=self.timeout) as r:
+            if r.status_code == 416 and have and have == self.size:
+                pass  # the part is already complete
+            else:
+                r.raise_for_status()
+                if have and r.status_code != 206:  # the host ignored the range: start over
+                    have = 0
+                if have:
+                    log.info("%s: resuming at byte %d", self.desc, have)
+                length = r.headers.get("Content-Length")
+                total = have + int(length) if length else self.size
+                with (
+                    open(self.partial, "ab" if have else "wb") as f,
+                    tqdm(
+                        total=total, initial=have, unit="B", unit_scale=True, desc=self.desc,
+                        mininterval=1.0,
+                    ) as bar,
+                ):  # fmt: skip
+                    for chunk in r.iter_content(chunk_size=1 << 20):
+                        f.write(chunk)
+                        bar.update(len(chunk))
+        got = self.partial.stat().st_size
+        if self.size is not None and got != self.size:
+            raise requests.exceptions.ConnectionError(
+                f"transfer ended at {got} of {self.size} bytes"
+            )
+        os.replace(self.partial, output_file)
+
+
+def _partial_name(remote: Remote) -> str:
+    key = remote.known_hash or hashlib.sha256(remote.url.encode()).hexdigest()
+    return f"{key.replace(':', '-')[:40]}-{Path(remote.path).name}.part"
+
+
+def download(session, remote: Remote, downloads: Path, timeout: float, retries: int) -> Path:
+    """One file into `downloads/`, checksum verified; interrupted transfers are continued, up to
+    `retries` times while they make progress (and on the next call)."""
+    import pooch
+    import requests
+
+    if remote.known_hash is None:
+        raise Unavailable(f"{remote.path} has no published checksum; refusing an unverified file")
+    partial = downloads / ".partial" / _partial_name(remote)
+    fname = remote.path.replace("/", "__")
+    for attempt in range(retries + 1):
+        before = partial.stat().st_size if partial.exists() else 0
+        try:
+            return Path(
+                pooch.retrieve(
+                    remote.url,
+                    known_hash=remote.known_hash,
+                    fname=fname,
+                    path=downloads,
+                    downloader=ResumableDownloader(
+                        session, partial, timeout, remote.size, remote.path
+                    ),
+                )
+            )
+        except requests.exceptions.RequestException as err:
+            after = partial.stat().st_size if partial.exists() else 0
+            if after <= before or attempt == retries:
+                raise
+            log.warning("%s: %s after %d bytes; resuming", remote.path, _why(err), after)
+    raise AssertionError("unreachable")
+
+
+def _why(err: BaseException) -> str:
+    import requests
+
+    if isinstance(err, Unavailable):
+        return str(err)
+    if isinstance(err, requests.exceptions.ChunkedEncodingError):
+        return "transfer interrupted"
+    if isinstance(err, requests.exceptions.HTTPError) and err.response is not None:
+        return f"HTTP {err.response.status_code} for {err.response.url}"
+    if isinstance(err, requests.exceptions.ConnectionError):
+        text = str(err)
+        for marker in ("Connection refused", "Name or service not known", "timed out"):
+            if marker in text:
+                return f"cannot connect ({marker.lower()})"
+        return f"connection failed ({text.splitlines()[0][:160]})"
+    if isinstance(err, ValueError) and "hash" in str(err).lower():
+        return f"checksum mismatch ({' '.join(str(err).split())[:200]})"
+    return f"{type(err).__name__}: {' '.join(str(err).split())[:200]}"
+
+
+# --------------------------------------------------------------------------- unpacking
+def unpack(files: dict[str, Path], staging: Path) -> None:
+    """Archives extracted into `staging` (members outside it refused), other files copied to
+    their path on the mirror."""
+    for remote_path, path in files.items():
+        name = path.name.lower()
+        if name.endswith(".zip"):
+            with zipfile.ZipFile(path) as z:
+                for member in z.namelist():
+                    if Path(member).is_absolute() or ".." in Path(member).parts:
+                        raise InputError(f"{path}: archive member '{member}' leaves the folder")
+                z.extractall(staging)
+        elif name.endswith((".tar", ".tar.gz", ".tgz")):
+            with tarfile.open(path) as t:
+                t.extractall(staging, filter="data")
+        else:
+            target = staging / remote_path
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(path, target)
+
+
+def _find(staging: Path, name: str, kind: str = "file") -> list[Path]:
+    hits = staging.rglob(name)
+    return sorted(p for p in hits if (p.is_dir() if kind == "dir" else p.is_file()))
+
+
+def arrange_raw(staging: Path, data_dir: Path, subject: int, n_sessions: int) -> dict:
+    """{final path: staged path} of the subject's raw session files, each checked."""
+    plan = {}
+    for ses in range(1, n_sessions + 1):
+        for partition in fmt.PARTITIONS:
+            name = f"raw_eeg_{partition}.npy"
+            hits = [p for p in _find(staging, name) if p.parent.name == f"ses-{ses:02d}"]
+            if len(hits) != 1:
+                raise InputError(
+                    f"sub-{subject:02d} raw EEG: the download holds {len(hits)} "
+                    f"ses-{ses:02d}/{name} files, expected 1"
+                )
+            raw = fmt.RawFile(hits[0])
+            if raw.shape[0] != len(fmt.CH_NAMES) + 1 or raw.sfreq != fmt.SFREQ:
+                raise InputError(
+                    f"{hits[0]}: raw_eeg_data has shape {raw.shape} at {raw.sfreq} Hz, expected "
+                    f"({len(fmt.CH_NAMES) + 1}, n_samples) at {fmt.SFREQ:.0f} Hz"
+                )
+            plan[fmt.raw_path(data_dir, subject, ses, partition)] = hits[0]
+    extra = len(_find(staging, "raw_eeg_*.npy")) - len(plan)
+    if extra:
+        raise InputError(
+            f"sub-{subject:02d} raw EEG: the download holds {extra} session file(s) beyond "
+            f"sessions 1..{n_sessions}; set preprocess.n_sessions to match"
+        )
+    return plan
+
+
+def arrange_images(staging: Path, data_dir: Path) -> dict:
+    """{final path: staged path} of the image metadata and both image folders, every image the
+    metadata lists present and nothing else."""
+    plan = {}
+    meta_hits = _find(staging, "image_metadata.npy")
+    if len(meta_hits) != 1:
+        raise InputError(f"image set: {len(meta_hits)} image_metadata.npy files, expected 1")
+    meta = fmt.load_image_metadata(meta_hits[0])
+    images = data_dir / "images"
+    plan[images / "image_metadata.npy"] = meta_hits[0]
+    for partition in fmt.PARTITIONS:
+        hits = _find(staging, f"{partition}_images", "dir")
+        if len(hits) != 1:
+            raise InputError(f"image set: {len(hits)} {partition}_images folders, expected 1")
+        expected = fmt.image_paths(hits[0].parent, meta, partition)
+        missing = [p for p in expected if not p.is_file()]
+        found = sum(1 for p in hits[0].rglob("*") if p.is_file())
+        if missing or found != len(expected):
+            raise InputError(
+                f"image set: {partition}_images holds {found} files, {len(missing)} of the "
+                f"{len(expected)} listed in image_metadata.npy missing (first: "
+                f"{missing[0].relative_to(hits[0].parent) if missing else 'none'})"
+            )
+        plan[images / f"{partition}_images"] = hits[0]
+    return plan
+
+
+def release_dir(data_dir: Path | str, subject: int) -> Path:
+    return Path(data_dir) / "preprocessed_eeg" / f"sub-{subject:02d}"
+
+
+def load_release(path: Path | str, partition: str) -> dict:
+    """One file of the official preprocessed release, checked: a pickled dict with
+    preprocessed_eeg_data (conditions, repetitions, channels, times), ch_names, times."""
+    path = Path(path)
+    try:
+        obj = np.load(path, allow_pickle=True)
+        obj = obj.item() if isinstance(obj, np.ndarray) and obj.dtype == object else obj
+    except Exception as err:
+        raise InputError(
+            f"{path}: cannot be read ({type(err).__name__}); download it again"
+        ) from None
+    if not isinstance(obj, dict) or any(k not in obj for k in RELEASE_KEYS):
+        raise InputError(f"{path}: expected a pickled dict with keys {', '.join(RELEASE_KEYS)}")
+    data = np.asarray(obj["preprocessed_eeg_data"])
+    n_ch, n_t = len(obj["ch_names"]), len(obj["times"])
+    reps = RELEASE_REPS[partition]
+    if data.ndim != 4 or data.shape[1:] != (reps, n_ch, n_t):
+        raise InputError(
+            f"{path}: preprocessed_eeg_data has shape {data.shape}, expected (conditions, "
+            f"{reps}, {n_ch}, {n_t}) from its ch_names and times"
+        )
+    return {"data": data, "ch_names": [str(c) for c in obj["ch_names"]], "times": obj["times"]}
+
+
+def arrange_preprocessed(staging: Path, data_dir: Path, subject: int) -> dict:
+    plan = {}
+    for name, partition in zip(RELEASE_FILES, fmt.PARTITIONS):
+        hits = _find(staging, name)
+        if len(hits) != 1:
+            raise InputError(
+                f"sub-{subject:02d} official preprocessed EEG: the download holds {len(hits)} "
+                f"{name} files, expected 1"
+            )
+        load_release(hits[0], partition)
+        plan[release_dir(data_dir, subject) / name] = hits[0]
+    return plan
+
+
+def outputs(part: str, data_dir: Path | str, subject: int | None = None, n_sessions: int = 4):
+    """The files a part puts in place (the images' folders: their metadata file stands in)."""
+    data_dir = Path(data_dir)
+    if part == "raw":
+        return [
+            fmt.raw_path(data_dir, subject, s, p)
+            for s in range(1, n_sessions + 1)
+            for p in fmt.PARTITIONS
+        ]
+    if part == "preprocessed":
+        return [release_dir(data_dir, subject) / n for n in RELEASE_FILES]
+    return [data_dir / "images" / "image_metadata.npy"]
+
+
+def _by_hand(part: str, data_dir: Path, subject: int | None, n_sessions: int) -> str:
+    first = outputs(part, data_dir, subject, n_sessions)[0]
+    return f"download it by hand from {PARTS[part].page} and unpack it so that {first} exists"
+
+
+# --------------------------------------------------------------------------- one part
+def fetch(
+    part: str,
+    data_dir: Path | str,
+    mirrors: list[dict],
+    subject: int | None = None,
+    n_sessions: int = 4,
+    timeout: float = 10.0,
+    retries: int = 3,
+    keep_archives: bool = False,
+) -> list[Path]:
+    """Fetch, verify and lay out one part ("raw" or "preprocessed" for a subject, or
+    "images"); returns the files put in place. InputError (one line) when no mirror can."""
+    import requests
+
+    if part not in PARTS:
+        raise InputError(f"download: unknown part '{part}'; one of {', '.join(PARTS)}")
+    data_dir = Path(data_dir)
+    what = PARTS[part].label + (f" of sub-{subject:02d}" if PARTS[part].per_subject else "")
+    downloads = data_dir / "downloads"
+    made_downloads = not downloads.exists()
+    failures = []
+    with requests.Session() as session:
+        for mirror in mirrors:
+            ident = (mirror.get("ids") or {}).get(part)
+            if not ident:
+                failures.append(f"{mirror['name']}: no id for '{part}' configured")
+                continue
+            try:
+                listing = LISTERS[mirror["type"]](session, mirror["url"], str(ident), timeout)
+                remotes = select(listing, part, subject)
+                if not remotes:
+                    raise Unavailable(f"lists no file for {what}")
+                log.info("%s: %d file(s) from %s", what, len(remotes), mirror["name"])
+                files = {r.path: download(session, r, downloads, timeout, retries) for r in remotes}
+            except (requests.exceptions.RequestException, ValueError, KeyError, Unavailable) as err:
+                failures.append(f"{mirror['name']}: {_why(err)}")
+                log.warning("%s: mirror %s failed: %s", what, mirror["name"], failures[-1])
+                continue
+            placed = _install(part, files, data_dir, subject, n_sessions)
+            if not keep_archives:
+                for path in files.values():
+                    path.unlink(missing_ok=True)
+                _remove_empty(downloads / ".partial", downloads)
+            return placed
+    if made_downloads:
+        _remove_empty(downloads / ".partial", downloads)
+    raise InputError(
+        f"{what}: no mirror could provide it ({'; '.join(failures) or 'no mirrors configured'})"
+        f"; {_by_hand(part, data_dir, subject, n_sessions)}"
+    )
+
+
+def _install(part, files, data_dir: Path, subject, n_sessions) -> list[Path]:
+    staging = data_dir / (f".staging-{part}" + (f"-sub-{subject:02d}" if subject else ""))
+    placed: list[Path] = []
+    try:
+        shutil.rmtree(staging, ignore_errors=True)
+        staging.mkdir(parents=True)
+        unpack(files, staging)
+        if part == "raw":
+            plan = arrange_raw(staging, data_dir, subject, n_sessions)
+        elif part == "preprocessed":
+            plan = arrange_preprocessed(staging, data_dir, subject)
+        else:
+            plan = arrange_images(staging, data_dir)
+        # the metadata file last: it is what the workflow waits for
+        for final, staged in sorted(plan.items(), key=lambda kv: kv[0].suffix == ".npy"):
+            final.parent.mkdir(parents=True, exist_ok=True)
+            if final.is_dir():
+                shutil.rmtree(final)
+            os.replace(staged, final)
+            placed.append(final)
+            log.info("placed %s", final)
+    except BaseException:
+        for path in placed:
+            shutil.rmtree(path) if path.is_dir() else path.unlink(missing_ok=True)
+        raise
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return placed
+
+
+def _remove_empty(*folders: Path) -> None:
+    for folder in folders:
+        try:
+            folder.rmdir()
+        except OSError:
+            pass

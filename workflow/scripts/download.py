@@ -1,0 +1,18 @@
+"""Rules download_raw, download_images, download_preprocessed: one part of THINGS-EEG2."""
+
+from visdecode import download
+from visdecode.io import rule_logging
+
+rule_logging(snakemake.log[0])
+options = snakemake.params.options
+subject = snakemake.wildcards.get("subject")
+download.fetch(
+    snakemake.params.part,
+    snakemake.params.data_dir,
+    options["mirrors"],
+    subject=int(subject) if subject else None,
+    n_sessions=snakemake.params.n_sessions,
+    timeout=options["timeout"],
+    retries=options["retries"],
+    keep_archives=options["keep_archives"],
+)
