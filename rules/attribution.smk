@@ -13,7 +13,7 @@ rule attribution:
         "../envs/train.yaml"
     threads: 1
     resources:
-        mem_mb=4000,
+        mem_mb=evaluate_mem_mb,
         runtime=20,
     script:
         "../workflow/scripts/attribution.py"

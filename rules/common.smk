@@ -1,3 +1,5 @@
+import os
+
 from snakemake.utils import validate
 
 validate(config, "../workflow/schemas/config.schema.yaml")
@@ -216,3 +218,29 @@ if FIG["attribution_regime"] not in REGIMES:
         f"regimes {REGIMES}; add it there or choose one of them"
     )
 topk_choice()  # fails at start-up on a choice outside the configuration
+
+
+# ---------------------------------------------------------------- resources from data size
+# Scales measured at full THINGS-EEG2 size (benchmarks/results/preprocess_full_scale.md,
+# paper_scale.md): preprocessing peaks at 1.00x its largest raw file, training at 0.54x one
+# subject's preprocessed input, evaluation and attribution at 0.69x (leave-one-subject-out on
+# nine subjects was not measured; it is the same scale applied to their sum). Each gets a
+# margin and a base, and a retry (restart-times) twice the memory. Sizes are read when the job
+# is scheduled.
+def _size_mb(paths):
+    return [os.path.getsize(p) / 1e6 if os.path.exists(p) else 0.0 for p in paths]
+
+
+def preprocess_mem_mb(wildcards, input, attempt):
+    """1.3x the largest raw session file, plus 1 GB."""
+    return int((1.3 * max(_size_mb(input.raw), default=0) + 1000) * attempt)
+
+
+def train_mem_mb(wildcards, input, attempt):
+    """0.5x the preprocessed data trained on, plus 2 GB (the model, the embeddings)."""
+    return int((0.5 * sum(_size_mb(input.brain)) + 2000) * attempt)
+
+
+def evaluate_mem_mb(wildcards, input, attempt):
+    """0.85x the subject's preprocessed file, plus 1 GB."""
+    return int((0.85 * sum(_size_mb([input.brain])) + 1000) * attempt)

@@ -12,7 +12,7 @@ rule evaluate:
     conda:
         "../envs/train.yaml"
     resources:
-        mem_mb=4000,
+        mem_mb=evaluate_mem_mb,
         runtime=20,
     params:
         n_way=config["evaluate"].get("n_way"),

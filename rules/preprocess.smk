@@ -14,7 +14,7 @@ if EEG_SOURCE == "raw":
             "../envs/preprocess.yaml"
         threads: config["preprocess"]["threads"]
         resources:
-            mem_mb=8000,
+            mem_mb=preprocess_mem_mb,
             runtime=60,
         params:
             options=config["preprocess"],

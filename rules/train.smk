@@ -14,7 +14,7 @@ rule train:
         "../envs/train.yaml"
     threads: config["train"].get("threads", 1)
     resources:
-        mem_mb=6000,
+        mem_mb=train_mem_mb,
         runtime=240,
         gpu=GPU,
     params:

@@ -60,7 +60,7 @@ def payload(world):
     }
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w") as z:
-        for name, partition in zip(download.RELEASE_FILES, fmt.PARTITIONS):
+        for name, partition in zip(fmt.RELEASE_FILES, fmt.PARTITIONS):
             z.writestr(f"sub-01/{name}", npy_bytes(rel[partition]))
     return {
         "raw": {"sub-01.zip": zip_tree(world / "raw_eeg", "sub-01")},
@@ -317,7 +317,7 @@ def test_archive_escaping_its_folder_is_refused(host, tmp_path):
 # --------------------------------------------------------------------------- official release
 def test_release_fetched_and_imported_unchanged(host, payload, world, tmp_path):
     placed = fetch("preprocessed", tmp_path, host.mirrors("osf"))
-    assert [p.name for p in placed] == list(download.RELEASE_FILES)
+    assert [p.name for p in placed] == list(fmt.RELEASE_FILES)
     (tmp_path / "images").symlink_to(world / "images")
     out = tmp_path / "sub-01.h5"
     release.run(tmp_path, 1, out)
@@ -344,10 +344,10 @@ def test_release_with_wrong_repetitions_is_refused(host, tmp_path):
 
 
 def test_release_not_matching_the_image_set_is_refused(tmp_path, world):
-    folder = download.release_dir(tmp_path, 1)
+    folder = fmt.release_dir(tmp_path, 1)
     folder.mkdir(parents=True)
-    np.save(folder / download.RELEASE_FILES[0], release_file(23, 4, 0), allow_pickle=True)
-    np.save(folder / download.RELEASE_FILES[1], release_file(6, 80, 0), allow_pickle=True)
+    np.save(folder / fmt.RELEASE_FILES[0], release_file(23, 4, 0), allow_pickle=True)
+    np.save(folder / fmt.RELEASE_FILES[1], release_file(6, 80, 0), allow_pickle=True)
     (tmp_path / "images").symlink_to(world / "images")
     out = tmp_path / "out.h5"
     with pytest.raises(InputError, match="23 conditions, but image_metadata.npy lists 24"):

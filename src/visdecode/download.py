@@ -25,8 +25,6 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-
 from visdecode import things_eeg2 as fmt
 from visdecode.errors import InputError
 
@@ -68,9 +66,6 @@ DEFAULT_MIRRORS = [
         "ids": {"raw": "crxs4", "preprocessed": "anp5v", "images": "y63gw"},
     }
 ]
-RELEASE_FILES = ("preprocessed_eeg_training.npy", "preprocessed_eeg_test.npy")
-RELEASE_KEYS = ("preprocessed_eeg_data", "ch_names", "times")
-RELEASE_REPS = {"training": 4, "test": 80}
 
 
 class Unavailable(Exception):
@@ -346,45 +341,17 @@ def arrange_images(staging: Path, data_dir: Path) -> dict:
     return plan
 
 
-def release_dir(data_dir: Path | str, subject: int) -> Path:
-    return Path(data_dir) / "preprocessed_eeg" / f"sub-{subject:02d}"
-
-
-def load_release(path: Path | str, partition: str) -> dict:
-    """One file of the official preprocessed release, checked: a pickled dict with
-    preprocessed_eeg_data (conditions, repetitions, channels, times), ch_names, times."""
-    path = Path(path)
-    try:
-        obj = np.load(path, allow_pickle=True)
-        obj = obj.item() if isinstance(obj, np.ndarray) and obj.dtype == object else obj
-    except Exception as err:
-        raise InputError(
-            f"{path}: cannot be read ({type(err).__name__}); download it again"
-        ) from None
-    if not isinstance(obj, dict) or any(k not in obj for k in RELEASE_KEYS):
-        raise InputError(f"{path}: expected a pickled dict with keys {', '.join(RELEASE_KEYS)}")
-    data = np.asarray(obj["preprocessed_eeg_data"])
-    n_ch, n_t = len(obj["ch_names"]), len(obj["times"])
-    reps = RELEASE_REPS[partition]
-    if data.ndim != 4 or data.shape[1:] != (reps, n_ch, n_t):
-        raise InputError(
-            f"{path}: preprocessed_eeg_data has shape {data.shape}, expected (conditions, "
-            f"{reps}, {n_ch}, {n_t}) from its ch_names and times"
-        )
-    return {"data": data, "ch_names": [str(c) for c in obj["ch_names"]], "times": obj["times"]}
-
-
 def arrange_preprocessed(staging: Path, data_dir: Path, subject: int) -> dict:
     plan = {}
-    for name, partition in zip(RELEASE_FILES, fmt.PARTITIONS):
+    for name, partition in zip(fmt.RELEASE_FILES, fmt.PARTITIONS):
         hits = _find(staging, name)
         if len(hits) != 1:
             raise InputError(
                 f"sub-{subject:02d} official preprocessed EEG: the download holds {len(hits)} "
                 f"{name} files, expected 1"
             )
-        load_release(hits[0], partition)
-        plan[release_dir(data_dir, subject) / name] = hits[0]
+        fmt.load_release(hits[0], partition)
+        plan[fmt.release_dir(data_dir, subject) / name] = hits[0]
     return plan
 
 
@@ -398,7 +365,7 @@ def outputs(part: str, data_dir: Path | str, subject: int | None = None, n_sessi
             for p in fmt.PARTITIONS
         ]
     if part == "preprocessed":
-        return [release_dir(data_dir, subject) / n for n in RELEASE_FILES]
+        return [fmt.release_dir(data_dir, subject) / n for n in fmt.RELEASE_FILES]
     return [data_dir / "images" / "image_metadata.npy"]
 
 

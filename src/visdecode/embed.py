@@ -19,8 +19,9 @@ from torchvision import transforms
 from tqdm import tqdm
 
 from visdecode import image_encoders, things_eeg2, weights
+from visdecode.device import describe, pick_device
 from visdecode.errors import InputError
-from visdecode.io import atomic_path, pick_device, set_attrs
+from visdecode.io import atomic_path, set_attrs
 
 log = logging.getLogger(__name__)
 
@@ -128,7 +129,7 @@ def run(
             encoder,
         )
     device = pick_device()
-    log.info("embedding with %s (%s) on %s", encoder, spec.weights, device)
+    log.info("embedding with %s (%s) on %s", encoder, spec.weights, describe(device))
     result = {}
     for part, key in (("training", "train"), ("test", "test")):
         paths = things_eeg2.image_paths(images_dir, meta, part)

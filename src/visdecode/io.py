@@ -38,13 +38,6 @@ def _remove(path: Path) -> None:
         path.unlink()
 
 
-def pick_device():
-    """CUDA when available, else the CPU."""
-    import torch
-
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-
-
 def set_attrs(h5obj, params: dict) -> None:
     """Store parameters as HDF5 attributes (None as the string 'None')."""
     for key, value in params.items():

@@ -15,7 +15,6 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from visdecode import download
 from visdecode import things_eeg2 as fmt
 from visdecode.errors import InputError
 from visdecode.io import atomic_path, set_attrs
@@ -26,9 +25,9 @@ log = logging.getLogger(__name__)
 def run(data_dir: Path | str, subject: int, out: Path | str) -> None:
     data_dir = Path(data_dir)
     meta = fmt.load_image_metadata(data_dir / "images" / "image_metadata.npy")
-    folder = download.release_dir(data_dir, subject)
+    folder = fmt.release_dir(data_dir, subject)
     parts = {}
-    for name, partition in zip(download.RELEASE_FILES, fmt.PARTITIONS):
+    for name, partition in zip(fmt.RELEASE_FILES, fmt.PARTITIONS):
         path = folder / name
         if not path.is_file():
             raise InputError(
@@ -36,7 +35,7 @@ def run(data_dir: Path | str, subject: int, out: Path | str) -> None:
                 "download_preprocessed, `visdecode download preprocessed`) or set "
                 "eeg_source: raw"
             )
-        parts[partition] = release = download.load_release(path, partition)
+        parts[partition] = release = fmt.load_release(path, partition)
         key = "train" if partition == "training" else "test"
         n_cond = len(meta[f"{key}_img_files"])
         if len(release["data"]) != n_cond:

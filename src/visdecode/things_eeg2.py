@@ -28,6 +28,9 @@ TARGET_CODE = 99999
 PARTITIONS = ("training", "test")
 RAW_KEYS = ("raw_eeg_data", "ch_names", "ch_types", "sfreq")
 LAZY_BYTES = 1 << 20  # pickled arrays this large are read from disk on demand
+RELEASE_FILES = ("preprocessed_eeg_training.npy", "preprocessed_eeg_test.npy")
+RELEASE_KEYS = ("preprocessed_eeg_data", "ch_names", "times")
+RELEASE_REPS = {"training": 4, "test": 80}
 METADATA_KEYS = (
     "train_img_concepts",
     "train_img_files",
@@ -298,3 +301,32 @@ def image_paths(images_dir: Path | str, meta: dict, partition: str) -> list[Path
         folder / concept / name
         for concept, name in zip(meta[f"{key}_img_concepts"], meta[f"{key}_img_files"])
     ]
+
+
+# --------------------------------------------------------------------------- official release
+def release_dir(data_dir: Path | str, subject: int) -> Path:
+    return Path(data_dir) / "preprocessed_eeg" / f"sub-{subject:02d}"
+
+
+def load_release(path: Path | str, partition: str) -> dict:
+    """One file of the official preprocessed release, checked: a pickled dict with
+    preprocessed_eeg_data (conditions, repetitions, channels, times), ch_names, times."""
+    path = Path(path)
+    try:
+        obj = np.load(path, allow_pickle=True)
+        obj = obj.item() if isinstance(obj, np.ndarray) and obj.dtype == object else obj
+    except Exception as err:
+        raise InputError(
+            f"{path}: cannot be read ({type(err).__name__}); download it again"
+        ) from None
+    if not isinstance(obj, dict) or any(k not in obj for k in RELEASE_KEYS):
+        raise InputError(f"{path}: expected a pickled dict with keys {', '.join(RELEASE_KEYS)}")
+    data = np.asarray(obj["preprocessed_eeg_data"])
+    n_ch, n_t = len(obj["ch_names"]), len(obj["times"])
+    reps = RELEASE_REPS[partition]
+    if data.ndim != 4 or data.shape[1:] != (reps, n_ch, n_t):
+        raise InputError(
+            f"{path}: preprocessed_eeg_data has shape {data.shape}, expected (conditions, "
+            f"{reps}, {n_ch}, {n_t}) from its ch_names and times"
+        )
+    return {"data": data, "ch_names": [str(c) for c in obj["ch_names"]], "times": obj["times"]}

@@ -27,8 +27,9 @@ import yaml
 from torch import nn
 
 from visdecode import brain_data, brain_encoders
+from visdecode.device import describe, pick_device
 from visdecode.errors import InputError
-from visdecode.io import atomic_path, pick_device
+from visdecode.io import atomic_path
 
 log = logging.getLogger(__name__)
 METRIC_FIELDS = ("epoch", "train_loss", "val_loss", "val_top1", "temperature", "lr", "seconds")
@@ -193,7 +194,7 @@ def run(
         "training %s (%s) on %s: %d subject(s), %d train / %d val images, input %s, target "
         "dim %d, device %s",
         brain_encoder, regime, ", ".join(map(str, brains)), data.n_subjects, len(tr), len(va),
-        tuple(data.x.shape[1:]), data.w.shape[1], device,
+        tuple(data.x.shape[1:]), data.w.shape[1], describe(device),
     )  # fmt: skip
     for epoch in range(1, recipe.epochs + 1):
         t0 = time.perf_counter()
