@@ -64,8 +64,10 @@ class ConvAvgPool(nn.Module):
         mean = (total[..., self.pool :] - total[..., : -self.pool]) / self.pool
         windows = mean.unfold(-1, self.kernel, self.stride)  # (batch, channels, out, kernel)
         out = windows @ self.conv.weight.flatten(1).T  # (batch, channels, out, filters)
-        out = out.permute(0, 3, 1, 2)  # (batch, filters, channels, out), channels-last memory
-        return out.add_(self.conv.bias.view(1, -1, 1, 1))  # in place: no second copy
+        # the bias in place on the product itself (not on a view of it: autograd would then
+        # rebuild the whole tensor through as_strided copies in the backward pass)
+        out.add_(self.conv.bias)
+        return out.permute(0, 3, 1, 2)  # (batch, filters, channels, out), channels-last memory
 
 
 def nice_features(n_channels: int, n_filters: int = 40, dropout: float = 0.5) -> nn.Sequential:
