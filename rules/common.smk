@@ -243,4 +243,4 @@ def train_mem_mb(wildcards, input, attempt):
 
 def evaluate_mem_mb(wildcards, input, attempt):
     """0.85x the subject's preprocessed file, plus 1 GB."""
-    return int((0.85 * sum(_size_mb([input.brain])) + 1000) * attempt)
+    return int((0.85 * _size_mb([input.brain])[0] + 1000) * attempt)

@@ -134,8 +134,8 @@ def test_the_package_is_importable_from_the_scripts_folder():
 
 
 @pytest.mark.parametrize("path", sorted((REPO / "envs").glob("*.yaml")), ids=lambda p: p.name)
-def test_env_pins_every_package_but_python_tools(path):
-    """Everything pinned to the version the tests run with."""
+def test_env_pins_every_package(path):
+    """Every package, python included, pinned to one version."""
     env = yaml.safe_load(path.read_text())
     loose = [d for d in env["dependencies"] if isinstance(d, str) and "=" not in d]
     assert not loose, f"{path.name}: unpinned {loose}"
