@@ -1,6 +1,10 @@
 import os
+import sys
 
 from snakemake.utils import validate
+
+sys.path.insert(0, os.path.join(workflow.basedir, "src"))
+from visdecode.derived_encoders import BACKBONE, with_backbones  # torch-free table
 
 validate(config, "../workflow/schemas/config.schema.yaml")
 
@@ -14,6 +18,10 @@ BRAIN_ENCODERS = config["brain_encoders"]
 REGIMES = config["regimes"]
 PAIRS = config["pairs"]
 IMAGE_ENCODERS = sorted({p[k] for p in PAIRS for k in ("aligned", "unaligned")})
+# gLocal encoders are derived from their backbone's embeddings (rule derive_embeddings);
+# the backbones are embedded from the images (rule embed) even when no pair names them.
+DERIVED_ENCODERS = [e for e in IMAGE_ENCODERS if e in BACKBONE]
+EMBEDDED_ENCODERS = [e for e in with_backbones(IMAGE_ENCODERS) if e not in BACKBONE]
 N_SESSIONS = config["preprocess"]["n_sessions"]
 GPU = config["resources"]["gpu"]
 EEG_SOURCE = config["eeg_source"]
@@ -42,7 +50,7 @@ wildcard_constraints:
     seed=r"\d+",
     regime="intra|inter",
     brain_encoder="|".join(BRAIN_ENCODERS),
-    image_encoder="|".join(IMAGE_ENCODERS),
+    image_encoder="|".join(with_backbones(IMAGE_ENCODERS)),
 
 
 def raw_paths(subject):
@@ -85,6 +93,20 @@ def encoder_weights(wildcards):
         ]
     local = local_weights(wildcards)
     return [local] if local else []
+
+
+def backbone_embeddings(wildcards):
+    """The cache of the encoder a derived encoder transforms."""
+    backbone = BACKBONE[wildcards.image_encoder]
+    return f"results/embeddings/{wildcards.dataset}/{backbone}.h5"
+
+
+def transform_weights(wildcards):
+    """A derived encoder's transform: made by the workflow in the synthetic world; otherwise
+    fetched into the cache on use."""
+    if SYNTHETIC and wildcards.image_encoder.startswith("synth_"):
+        return [f"{WEIGHTS_DIR}/{wildcards.image_encoder}.pt"]
+    return []
 
 
 def local_weights(wildcards):

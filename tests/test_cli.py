@@ -3,10 +3,11 @@
 import subprocess
 import sys
 
+import h5py
 import pytest
 
 STAGES = [
-    "synth", "preprocess", "embed", "train", "evaluate", "table", "summary", "stats",
+    "synth", "preprocess", "embed", "derive-embeddings", "train", "evaluate", "table", "summary", "stats",
     "attribution", "figure",
 ]  # fmt: skip
 
@@ -54,3 +55,21 @@ def test_figure_names_what_it_needs_and_stats_names_a_bad_table(tmp_path):
         "'top5'] missing; rebuild it with `snakemake results/tables/retrieval.csv`"
     ]
     assert not (tmp_path / "stats.csv").exists() and not (tmp_path / "f.png").exists()
+
+
+def test_derive_embeddings_names_the_cache_it_cannot_use(tmp_path):
+    wrong = tmp_path / "clip.h5"
+    h5py.File(wrong, "w").close()
+    weights = tmp_path / "weights"
+    weights.mkdir()
+    (weights / "synth_resnet18_glocal.pt").write_bytes(b"")  # present: only the cache is wrong
+    done = visdecode("derive-embeddings", "--encoder", "synth_resnet18_glocal",
+                     "--backbone-embeddings", str(wrong), "--weights-dir", str(weights),
+                     "--out", str(tmp_path / "out.h5"))  # fmt: skip
+    assert done.returncode == 2
+    assert [line for line in done.stderr.splitlines() if line.strip()] == [
+        f"visdecode derive-embeddings: error: {wrong}: embeddings of '', but "
+        "'synth_resnet18_glocal' transforms those of 'synth_resnet18'; embed synth_resnet18 "
+        "into that file first"
+    ]
+    assert not (tmp_path / "out.h5").exists()

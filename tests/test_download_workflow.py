@@ -163,7 +163,8 @@ def test_paper_scale_config(tmp_path):
     assert r.returncode == 0, r.stderr[-2000:]
     counts = dict(re.findall(r"^(\w+)\s+(\d+)$", r.stdout + r.stderr, re.MULTILINE))
     runs = 10 * 4 * 28  # subjects x brain encoders x image encoders
+    # the 8 gLocal encoders are derived from their backbones' embeddings, not embedded
     assert {k: int(counts[k]) for k in ("download_raw", "download_images", "preprocess",
-                                         "embed", "train", "evaluate")} == {
-        "download_raw": 10, "download_images": 1, "preprocess": 10, "embed": 28,
-        "train": runs, "evaluate": runs}  # fmt: skip
+                                         "embed", "derive_embeddings", "train", "evaluate")} == {
+        "download_raw": 10, "download_images": 1, "preprocess": 10, "embed": 20,
+        "derive_embeddings": 8, "train": runs, "evaluate": runs}  # fmt: skip

@@ -111,8 +111,8 @@ def test_slurm_profile_matches_a_local_run(cluster, tmp_path):
     ids = re.findall(r"Job \d+ has been submitted with SLURM jobid (\d+)", done.stderr)
     jobs = re.findall(r"^(?:local)?rule (\w+):", done.stderr, re.MULTILINE)
     remote_jobs = Counter(j for j in jobs if j not in LOCAL_RULES)
-    assert remote_jobs == {"synth_images": 1, "synth_encoders": 1, "synth_eeg": 2, "embed": 2,
-                           "preprocess": 2, "train": 4, "evaluate": 4, "retrieval_table": 1,
+    assert remote_jobs == {"synth_images": 1, "synth_encoders": 1, "synth_eeg": 2, "embed": 1,
+                           "derive_embeddings": 1, "preprocess": 2, "train": 4, "evaluate": 4, "retrieval_table": 1,
                            "stats_table": 1}  # fmt: skip
     assert len(ids) == sum(remote_jobs.values())
     shown = {}
@@ -132,10 +132,10 @@ def test_slurm_profile_matches_a_local_run(cluster, tmp_path):
     for rule in ("embed", "train"):
         assert by_rule.get(rule), f"no SLURM job for rule {rule}: {sorted(by_rule)}"
         assert all(f.get("TresPerJob") == "gres:gpu:1" for f in by_rule[rule]), by_rule[rule]
-    for rule in ("preprocess", "evaluate", "synth_eeg"):
+    for rule in ("preprocess", "evaluate", "synth_eeg", "derive_embeddings"):
         assert all("gpu" not in f.get("TresPerJob", "") for f in by_rule[rule])
     logs = [*(remote / "logs/embed").rglob("*.log"), *(remote / "logs/train").rglob("*.log")]
-    assert len(logs) == 6
+    assert len(logs) == 5  # one embed (the gLocal encoder is derived from its cache), 4 train
     for path in logs:
         assert "cpu (CUDA_VISIBLE_DEVICES=0)" in path.read_text(), path
         local_log = (local / path.relative_to(remote)).read_text()

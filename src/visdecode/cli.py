@@ -98,6 +98,12 @@ def _embed(a: argparse.Namespace) -> None:
     )
 
 
+def _derive_embeddings(a: argparse.Namespace) -> None:
+    from visdecode import embed
+
+    embed.derive(a.encoder, a.backbone_embeddings, a.weights_dir, a.out)
+
+
 def _train(a: argparse.Namespace) -> None:
     from visdecode import train
 
@@ -199,9 +205,7 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--keep-archives", action="store_true", help="keep archives once unpacked")
     s.set_defaults(func=_download)
 
-    s = sub.add_parser(
-        "import-release", help="official preprocessed release of a subject -> HDF5"
-    )
+    s = sub.add_parser("import-release", help="official preprocessed release of a subject -> HDF5")
     s.add_argument("--data-dir", required=True, help="data set root (preprocessed_eeg/, images/)")
     s.add_argument("--subject", type=int, required=True)
     s.add_argument("--out", required=True, help="output HDF5 file")
@@ -245,6 +249,16 @@ def parser() -> argparse.ArgumentParser:
         help="a checkpoint file to use instead of the cached/downloaded weights",
     )  # fmt: skip
     s.set_defaults(func=_embed)
+
+    s = sub.add_parser(
+        "derive-embeddings",
+        help="a gLocal encoder's embeddings from its backbone's HDF5 (no pass over the images)",
+    )
+    s.add_argument("--encoder", required=True, help="e.g. glocal_dino_vitb16")
+    s.add_argument("--backbone-embeddings", required=True, help="the backbone's embeddings HDF5")
+    s.add_argument("--weights-dir", required=True, help="where the transform is cached")
+    s.add_argument("--out", required=True)
+    s.set_defaults(func=_derive_embeddings)
 
     s = sub.add_parser("train", help="train a brain encoder with symmetric InfoNCE")
     s.add_argument(

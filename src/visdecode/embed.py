@@ -3,6 +3,11 @@
 Output: `train` (n_train, D) and `test` (n_test, D) float32, raw (not centred or normalised;
 that happens at training time, as in AlignVis), `train_files`/`test_files`, and the encoder's
 identity, preprocessing and weights checksum as attributes.
+
+`run` embeds the images; `derive` makes a gLocal encoder's cache from its backbone's cache
+(the transform applied to the raw embeddings, no second pass over the images). A derived
+cache keeps the backbone's attributes and adds `derived_from` (the backbone's cache),
+`backbone_weights_sha256`; its `weights_sha256` is the transform file's.
 """
 
 from __future__ import annotations
@@ -69,7 +74,9 @@ def embed_paths(
     desc: str = "embed",
     compile: bool = False,
 ) -> np.ndarray:
-    """Batched inference; JPEG decoding in `workers` processes; bf16 + channels-last on GPU.
+    """Batched inference; JPEG decoding in `workers` processes; channels-last (oneDNN's
+    faster layout for convolutions on CPU too: 1.3x for CLIP RN50, benchmarks/embed_speed.py);
+    bf16 autocast on GPU.
 
     compile: torch.compile the model first (15-35 s once; see benchmarks/embed_speed.py for
     what it gains). The last batch is padded to the batch size so that one compiled graph
@@ -80,9 +87,7 @@ def embed_paths(
         raise InputError(f"{missing[0]}: image not found ({len(missing)} missing in all)")
     device = device or pick_device()
     cuda = device.type == "cuda"
-    model = model.to(device)
-    if cuda:
-        model = model.to(memory_format=torch.channels_last)
+    model = model.to(device, memory_format=torch.channels_last)
     if compile:
         model = torch.compile(model, dynamic=False)
     loader = DataLoader(
@@ -94,9 +99,7 @@ def embed_paths(
     out = np.empty((len(paths), spec.dim), dtype=np.float32)
     i = 0
     for batch in tqdm(loader, desc=desc, unit="batch", mininterval=2):
-        batch = batch.to(device, non_blocking=True)
-        if cuda:
-            batch = batch.to(memory_format=torch.channels_last)
+        batch = batch.to(device, non_blocking=True, memory_format=torch.channels_last)
         n = len(batch)
         if compile and n < batch_size:  # one graph for all batches
             batch = torch.cat([batch, batch.new_zeros((batch_size - n,) + batch.shape[1:])])
@@ -138,21 +141,77 @@ def run(
         )
         result[f"{key}_files"] = [str(p.relative_to(images_dir)) for p in paths]
         log.info("%s: %d images -> %s", key, len(paths), result[key].shape)
+    _write(
+        out,
+        result,
+        {
+            "encoder": spec.name,
+            "family": spec.family,
+            "dim": spec.dim,
+            "weights": spec.weights,
+            "weights_files": [str(p) for p in weight_paths],
+            "weights_sha256": weights.sha256(*weight_paths),
+            "synthetic": spec.synthetic,
+            "preprocessing": spec.preprocessing,
+            "images_dir": str(images_dir),
+        },
+    )
+
+
+def derive(
+    encoder: str, backbone_cache: Path | str, weights_dir: Path | str, out: Path | str
+) -> None:
+    """A derived encoder's cache (gLocal: visdecode.derived_encoders) from its backbone's:
+    the transform applied to the cached raw embeddings, no pass over the images. Equal to
+    `run` with the same encoder (tests/test_embed.py)."""
+    backbone_cache = Path(backbone_cache)
+    spec = image_encoders.derived(encoder)
+    if not backbone_cache.is_file():
+        raise InputError(f"{backbone_cache}: embeddings of '{spec.backbone}' not found; embed "
+                         f"them first (rule embed, `visdecode embed`)")  # fmt: skip
+    with h5py.File(backbone_cache, "r") as f:
+        source = str(f.attrs.get("encoder", ""))
+        if source != spec.backbone:
+            raise InputError(
+                f"{backbone_cache}: embeddings of '{source}', but '{encoder}' transforms those "
+                f"of '{spec.backbone}'; embed {spec.backbone} into that file first"
+            )
+        attrs = dict(f.attrs)
+        result = {}
+        for key in ("train", "test"):
+            result[key] = f[key][:]
+            result[f"{key}_files"] = list(f[f"{key}_files"].asstr()[:])
+    _, head, head_paths = image_encoders.load_head(encoder, weights_dir)
+    device = pick_device()
+    log.info("%s = transform of %s's embeddings (%s), on %s", encoder, spec.backbone,
+             backbone_cache, describe(device))  # fmt: skip
+    head = head.to(device)
+    with torch.inference_mode():
+        for key in ("train", "test"):
+            x = torch.from_numpy(result[key]).to(device)
+            result[key] = head(x).float().cpu().numpy()
+            log.info("%s: %d embeddings -> %s", key, len(x), result[key].shape)
+    _write(
+        out,
+        result,
+        {
+            **attrs,
+            "encoder": spec.name,
+            "family": spec.family,
+            "dim": spec.dim,
+            "weights": spec.weights,
+            "weights_files": [*map(str, attrs["weights_files"]), *map(str, head_paths)],
+            "weights_sha256": weights.sha256(*head_paths),  # the transform's
+            "backbone_weights_sha256": attrs["weights_sha256"],
+            "derived_from": str(backbone_cache),
+            "synthetic": spec.synthetic,
+        },
+    )
+
+
+def _write(out: Path | str, result: dict, attrs: dict) -> None:
     with atomic_path(out) as tmp, h5py.File(tmp, "w") as f:
         for key in ("train", "test"):
             f.create_dataset(key, data=result[key])
             f.create_dataset(f"{key}_files", data=result[f"{key}_files"])
-        set_attrs(
-            f,
-            {
-                "encoder": spec.name,
-                "family": spec.family,
-                "dim": spec.dim,
-                "weights": spec.weights,
-                "weights_files": [str(p) for p in weight_paths],
-                "weights_sha256": weights.sha256(*weight_paths),
-                "synthetic": spec.synthetic,
-                "preprocessing": spec.preprocessing,
-                "images_dir": str(images_dir),
-            },
-        )
+        set_attrs(f, attrs)

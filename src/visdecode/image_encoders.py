@@ -34,6 +34,7 @@ import torch
 from torch import nn
 
 from visdecode import weights
+from visdecode.derived_encoders import GLOCAL
 from visdecode.errors import InputError
 from visdecode.weights import WeightFile
 
@@ -61,6 +62,11 @@ class EncoderSpec:
     crop: bool = True  # False: resize to image_size x image_size (aspect ratio not kept)
     synthetic: bool = False
     unavailable: str | None = None  # why no weights can be had (then build is None)
+    # Derived encoders (visdecode.derived_encoders): the encoder whose embeddings `head`
+    # transforms; head builds that transform from the weight file paths (the backbone's
+    # file, if any, is not read). build = backbone then head, for embedding from images.
+    backbone: str | None = None
+    head: Callable[[list[Path]], nn.Module] | None = None
 
     @property
     def preprocessing(self) -> str:
@@ -128,10 +134,14 @@ def _build_synth_resnet18(paths: list[Path]) -> nn.Module:
     return model.eval()
 
 
-def _build_synth_resnet18_glocal(paths: list[Path]) -> nn.Module:
+def _synth_glocal_head(paths: list[Path]) -> nn.Module:
     head = AffineHead(512)
     head.load_state_dict(torch.load(paths[1], map_location="cpu", weights_only=True))
-    return nn.Sequential(_build_synth_resnet18(paths[:1]), head).eval()
+    return head.eval()
+
+
+def _build_synth_resnet18_glocal(paths: list[Path]) -> nn.Module:
+    return nn.Sequential(_build_synth_resnet18(paths[:1]), _synth_glocal_head(paths)).eval()
 
 
 class ImageTower(nn.Module):
@@ -239,9 +249,11 @@ def _glocal(name: str, backbone: EncoderSpec, path: str) -> EncoderSpec:
     """A backbone followed by its published gLocal transform (no published checksum: the
     files' SHA-256 is recorded with the embeddings)."""
 
+    def head(paths: list[Path]) -> nn.Module:
+        return AffineHead.from_glocal(paths[1], backbone.dim)
+
     def build(paths: list[Path]) -> nn.Module:
-        head = AffineHead.from_glocal(paths[1], backbone.dim)
-        return nn.Sequential(backbone.build(paths[:1]), head).eval()
+        return nn.Sequential(backbone.build(paths[:1]), head(paths)).eval()
 
     slug = path.replace("/", "_")
     return dataclasses.replace(
@@ -251,6 +263,8 @@ def _glocal(name: str, backbone: EncoderSpec, path: str) -> EncoderSpec:
         weights=f"{backbone.weights} + gLocal transform ({path}, LukasMut/gLocal)",
         files=(backbone.files[0], WeightFile(f"glocal-{slug}.npz", GLOCAL_URL.format(path=path))),
         build=build,
+        backbone=backbone.name,
+        head=head,
     )
 
 
@@ -368,25 +382,11 @@ REGISTRY: dict[str, EncoderSpec] = {
             files=(WeightFile("synth_resnet18.pt"), WeightFile("synth_resnet18_glocal.pt")),
             build=_build_synth_resnet18_glocal,
             synthetic=True,
+            backbone="synth_resnet18",
+            head=_synth_glocal_head,
         ),
     )
 }  # fmt: skip
-GLOCAL = {  # aligned name: (unaligned backbone, the transform's folder in LukasMut/gLocal)
-    "glocal_clip_vitl14": ("clip_vitl14", "clip_ViT-L/14/visual"),
-    "glocal_clip_rn50": ("clip_rn50", "clip_RN50/visual"),
-    "glocal_openclip_vitl14_laion2b": (
-        "openclip_vitl14_laion2b",
-        "OpenCLIP_ViT-L-14_laion2b_s32b_b82k/visual",
-    ),
-    "glocal_openclip_vitl14_laion400m": (
-        "openclip_vitl14_laion400m",
-        "OpenCLIP_ViT-L-14_laion400m_e32/visual",
-    ),
-    "glocal_dino_vitb16": ("dino_vitb16", "dino-vit-base-p16/norm"),
-    "glocal_dino_vitb8": ("dino_vitb8", "dino-vit-base-p8/norm"),
-    "glocal_dinov2_vitb14": ("dinov2_vitb14", "dinov2-vit-base-p14/norm"),
-    "glocal_dinov2_vitl14": ("dinov2_vitl14", "dinov2-vit-large-p14/norm"),
-}
 REGISTRY.update(
     {name: _glocal(name, REGISTRY[backbone], path) for name, (backbone, path) in GLOCAL.items()}
 )
@@ -430,6 +430,35 @@ def load(name: str, cache_dir: Path | str, local: Path | str | None = None):
             f"{str(err).splitlines()[0][:200]}); delete it to download it again"
         ) from None
     return spec, model.eval(), paths
+
+
+def derived(name: str) -> EncoderSpec:
+    """The spec of a derived encoder; a clear error for any other."""
+    spec = get(name)
+    if spec.head is None:
+        raise InputError(
+            f"image encoder '{name}' is not derived from another encoder's embeddings; embed "
+            "it from the images (rule embed, `visdecode embed`)"
+        )
+    return spec
+
+
+def load_head(name: str, cache_dir: Path | str):
+    """(spec, transform in eval mode, its weight file paths) of a derived encoder: what it
+    applies to its backbone's embeddings. Only the transform's own files are fetched."""
+    spec = derived(name)
+    own = spec.files[1:]  # files[0] is the backbone's
+    paths = [weights.fetch(name, wf, cache_dir) for wf in own]
+    try:
+        head = spec.head([Path(), *paths])
+    except InputError:
+        raise
+    except Exception as err:
+        raise InputError(
+            f"{paths[0]}: not the transform of image encoder '{name}' ({type(err).__name__}: "
+            f"{str(err).splitlines()[0][:200]}); delete it to download it again"
+        ) from None
+    return spec, head.eval(), paths
 
 
 def fit_glocal(
