@@ -145,13 +145,9 @@ def run(
         out,
         result,
         {
-            "encoder": spec.name,
-            "family": spec.family,
-            "dim": spec.dim,
-            "weights": spec.weights,
+            **_identity(spec),
             "weights_files": [str(p) for p in weight_paths],
             "weights_sha256": weights.sha256(*weight_paths),
-            "synthetic": spec.synthetic,
             "preprocessing": spec.preprocessing,
             "images_dir": str(images_dir),
         },
@@ -196,17 +192,23 @@ def derive(
         result,
         {
             **attrs,
-            "encoder": spec.name,
-            "family": spec.family,
-            "dim": spec.dim,
-            "weights": spec.weights,
+            **_identity(spec),
             "weights_files": [*map(str, attrs["weights_files"]), *map(str, head_paths)],
             "weights_sha256": weights.sha256(*head_paths),  # the transform's
             "backbone_weights_sha256": attrs["weights_sha256"],
             "derived_from": str(backbone_cache),
-            "synthetic": spec.synthetic,
         },
     )
+
+
+def _identity(spec: image_encoders.EncoderSpec) -> dict:
+    return {
+        "encoder": spec.name,
+        "family": spec.family,
+        "dim": spec.dim,
+        "weights": spec.weights,
+        "synthetic": spec.synthetic,
+    }
 
 
 def _write(out: Path | str, result: dict, attrs: dict) -> None:
