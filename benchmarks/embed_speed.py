@@ -71,10 +71,10 @@ def matmul_gflops(n: int = 2048, repeats: int = 5) -> float:
     return 2 * n**3 / best / 1e9
 
 
-def gflop_per_image(model, spec) -> float:
-    """FLOPs of one image's forward pass (nn.MultiheadAttention's fused fast path, which the
+def gflop_per_image(model, image_size: int, device: str = "cpu") -> float:
+    """GFLOPs of one image's forward pass (nn.MultiheadAttention's fused fast path, which the
     counter cannot see into, is switched off while counting)."""
-    x = torch.zeros(1, 3, spec.image_size, spec.image_size)
+    x = torch.zeros(1, 3, image_size, image_size, device=device)
     fastpath = torch.backends.mha.get_fastpath_enabled()
     torch.backends.mha.set_fastpath_enabled(False)
     try:
@@ -134,7 +134,7 @@ def main() -> None:
                 )
                 rows.append((name, label, rate, rate / pub_rate))
                 print(f"{name} {label}: {rate:.1f} images/s ({rate / pub_rate:.2f}x)", flush=True)
-            flop = gflop_per_image(model, spec)
+            flop = gflop_per_image(model, spec.image_size)
             ceilings.append((name, gflops, flop, gflops / flop, pub_rate, best))
             glocal = f"glocal_{name}"
             if glocal not in image_encoders.REGISTRY:

@@ -17,7 +17,6 @@ from pathlib import Path
 
 import torch
 import yaml
-from torch.utils.flop_counter import FlopCounterMode
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -47,19 +46,9 @@ def definition(spec) -> torch.nn.Module:
     raise ValueError(f"{spec.name}: family {spec.family} not counted here")
 
 
-def gflop(model: torch.nn.Module, image_size: int) -> float:
-    x = torch.zeros(1, 3, image_size, image_size, device="meta")
-    fastpath = torch.backends.mha.get_fastpath_enabled()
-    torch.backends.mha.set_fastpath_enabled(False)  # the counter cannot see into it
-    try:
-        with FlopCounterMode(display=False) as counter, torch.inference_mode():
-            model.to("meta")(x)
-    finally:
-        torch.backends.mha.set_fastpath_enabled(fastpath)
-    return counter.get_total_flops() / 1e9
-
-
 def main() -> None:
+    from embed_speed import gflop_per_image
+
     from visdecode import image_encoders
     from visdecode.derived_encoders import BACKBONE, with_backbones
 
@@ -75,7 +64,7 @@ def main() -> None:
             continue
         spec = image_encoders.get(name)
         with torch.device("meta"):
-            cost[name] = gflop(definition(spec), spec.image_size)
+            cost[name] = gflop_per_image(definition(spec).to("meta"), spec.image_size, "meta")
         print(f"{name}: {cost[name]:.1f} GFLOP per image", flush=True)
     rows, published, ours = [], 0.0, 0.0
     for name in with_backbones(named):

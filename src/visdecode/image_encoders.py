@@ -63,8 +63,8 @@ class EncoderSpec:
     synthetic: bool = False
     unavailable: str | None = None  # why no weights can be had (then build is None)
     # Derived encoders (visdecode.derived_encoders): the encoder whose embeddings `head`
-    # transforms; head builds that transform from the weight file paths (the backbone's
-    # file, if any, is not read). build = backbone then head, for embedding from images.
+    # transforms; head builds that transform from its own files (files[1:]); build is the
+    # backbone then the head, for embedding from the images.
     backbone: str | None = None
     head: Callable[[list[Path]], nn.Module] | None = None
 
@@ -136,12 +136,12 @@ def _build_synth_resnet18(paths: list[Path]) -> nn.Module:
 
 def _synth_glocal_head(paths: list[Path]) -> nn.Module:
     head = AffineHead(512)
-    head.load_state_dict(torch.load(paths[1], map_location="cpu", weights_only=True))
+    head.load_state_dict(torch.load(paths[0], map_location="cpu", weights_only=True))
     return head.eval()
 
 
 def _build_synth_resnet18_glocal(paths: list[Path]) -> nn.Module:
-    return nn.Sequential(_build_synth_resnet18(paths[:1]), _synth_glocal_head(paths)).eval()
+    return nn.Sequential(_build_synth_resnet18(paths[:1]), _synth_glocal_head(paths[1:])).eval()
 
 
 class ImageTower(nn.Module):
@@ -250,10 +250,10 @@ def _glocal(name: str, backbone: EncoderSpec, path: str) -> EncoderSpec:
     files' SHA-256 is recorded with the embeddings)."""
 
     def head(paths: list[Path]) -> nn.Module:
-        return AffineHead.from_glocal(paths[1], backbone.dim)
+        return AffineHead.from_glocal(paths[0], backbone.dim)
 
     def build(paths: list[Path]) -> nn.Module:
-        return nn.Sequential(backbone.build(paths[:1]), head(paths)).eval()
+        return nn.Sequential(backbone.build(paths[:1]), head(paths[1:])).eval()
 
     slug = path.replace("/", "_")
     return dataclasses.replace(
@@ -450,7 +450,7 @@ def load_head(name: str, cache_dir: Path | str):
     own = spec.files[1:]  # files[0] is the backbone's
     paths = [weights.fetch(name, wf, cache_dir) for wf in own]
     try:
-        head = spec.head([Path(), *paths])
+        head = spec.head(paths)
     except InputError:
         raise
     except Exception as err:
