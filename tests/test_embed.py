@@ -141,6 +141,23 @@ def test_derive_fetches_only_the_transform_and_fails_offline_clearly(tmp_path, m
     assert url in text and "\n" not in text and not out.exists()
 
 
+def test_derive_names_a_transform_file_that_is_not_one(tmp_path):
+    spec, weights_dir, images = glocal_world(tmp_path)
+    transform = weights_dir / spec.files[1].filename
+    out = tmp_path / "out.h5"
+    embed.run("dino_vitb16", images, weights_dir, tmp_path / "dino.h5", batch_size=4)
+    transform.write_bytes(b"not an npz file")  # e.g. an HTML error page saved by a proxy
+    with pytest.raises(InputError) as err:
+        embed.derive(spec.name, tmp_path / "dino.h5", weights_dir, out)
+    text = str(err.value)
+    assert text.startswith(f"{transform}: not the transform of image encoder '{spec.name}' (")
+    assert text.endswith("delete it to download it again") and "\n" not in text
+    np.savez(transform, weights=np.eye(512), mean=0.0, std=1.0)  # another backbone's size
+    with pytest.raises(InputError, match=r"gLocal weights are \(512, 512\), the backbone gives"):
+        embed.derive(spec.name, tmp_path / "dino.h5", weights_dir, out)
+    assert not out.exists()
+
+
 def test_the_workflow_table_matches_the_registry():
     derived = {n: s.backbone for n, s in image_encoders.REGISTRY.items() if s.backbone}
     assert derived == BACKBONE

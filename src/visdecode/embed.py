@@ -78,9 +78,9 @@ def embed_paths(
     faster layout for convolutions on CPU too: 1.3x for CLIP RN50, benchmarks/embed_speed.py);
     bf16 autocast on GPU.
 
-    compile: torch.compile the model first (8-40 s once on 2 CPU cores; see benchmarks/embed_speed.py for
-    what it gains). The last batch is padded to the batch size so that one compiled graph
-    serves every batch.
+    compile: torch.compile the model first (8-40 s once on 2 CPU cores; see
+    benchmarks/embed_speed.py for what it gains). The last batch is padded to the batch size
+    so that one compiled graph serves every batch.
     """
     missing = [p for p in paths if not Path(p).is_file()]
     if missing:

@@ -420,16 +420,20 @@ def load(name: str, cache_dir: Path | str, local: Path | str | None = None):
         raise InputError(f"image encoder '{name}' has {len(spec.files)} weight files; "
                          "local_weights takes encoders with one")  # fmt: skip
     paths = [weights.fetch(name, wf, cache_dir, local) for wf in spec.files]
+    return spec, _built(spec.build, paths, f"a checkpoint of image encoder '{name}'"), paths
+
+
+def _built(make: Callable[[list[Path]], nn.Module], paths: list[Path], what: str) -> nn.Module:
+    """make(paths) in eval mode; a file that is not `what` gives one line naming it."""
     try:
-        model = spec.build(paths)
+        return make(paths).eval()
     except InputError:
         raise
-    except Exception as err:  # a file that is not this model's checkpoint
+    except Exception as err:
         raise InputError(
-            f"{paths[0]}: not a checkpoint of image encoder '{name}' ({type(err).__name__}: "
+            f"{paths[0]}: not {what} ({type(err).__name__}: "
             f"{str(err).splitlines()[0][:200]}); delete it to download it again"
         ) from None
-    return spec, model.eval(), paths
 
 
 def derived(name: str) -> EncoderSpec:
@@ -449,16 +453,7 @@ def load_head(name: str, cache_dir: Path | str):
     spec = derived(name)
     own = spec.files[1:]  # files[0] is the backbone's
     paths = [weights.fetch(name, wf, cache_dir) for wf in own]
-    try:
-        head = spec.head(paths)
-    except InputError:
-        raise
-    except Exception as err:
-        raise InputError(
-            f"{paths[0]}: not the transform of image encoder '{name}' ({type(err).__name__}: "
-            f"{str(err).splitlines()[0][:200]}); delete it to download it again"
-        ) from None
-    return spec, head.eval(), paths
+    return spec, _built(spec.head, paths, f"the transform of image encoder '{name}'"), paths
 
 
 def fit_glocal(
