@@ -6,9 +6,9 @@ rule attribution:
     output:
         f"{RUN}/attribution.h5",
     log:
-        f"logs/attribution/{RUN.removeprefix('results/runs/')}.log",
+        f"logs/attribution/{RUN_ID}.log",
     benchmark:
-        f"results/benchmarks/attribution/{RUN.removeprefix('results/runs/')}.tsv"
+        f"results/benchmarks/attribution/{RUN_ID}.tsv"
     conda:
         "../envs/train.yaml"
     threads: 1

@@ -12,6 +12,7 @@ DATASET = config["dataset"]
 DATA_DIR = config["data_dir"]
 WEIGHTS_DIR = config["weights_dir"]
 SYNTHETIC = config["synthetic"]["enabled"]
+WORLD = config["synthetic"]["world"]
 SUBJECTS = [f"{s:02d}" for s in config["subjects"]]
 SEEDS = config["seeds"]
 BRAIN_ENCODERS = config["brain_encoders"]
@@ -22,13 +23,57 @@ IMAGE_ENCODERS = sorted({p[k] for p in PAIRS for k in ("aligned", "unaligned")})
 # the backbones are embedded from the images (rule embed) even when no pair names them.
 DERIVED_ENCODERS = [e for e in IMAGE_ENCODERS if e in BACKBONE]
 EMBEDDED_ENCODERS = [e for e in with_backbones(IMAGE_ENCODERS) if e not in BACKBONE]
-N_SESSIONS = config["preprocess"]["n_sessions"]
+# The synthetic world's encoder pair is part of the world (made by rule synth_encoders);
+# weights_dir is the cache of every other encoder's downloaded weights.
+SYNTH_WEIGHTS = f"{DATA_DIR}/encoders"
 GPU = config["resources"]["gpu"]
 EEG_SOURCE = config["eeg_source"]
 DOWNLOAD = config["download"]
 FETCH = not SYNTHETIC and DOWNLOAD["enabled"]
+# The recording design, one source: THINGS-EEG2 has 4 sessions with 2 training and 20 test
+# repetitions per condition and session; the synthetic world records its own numbers.
+N_SESSIONS = WORLD["n_sessions"] if SYNTHETIC else 4
+RECORDED_TEST_REPS = WORLD["test_reps_per_session"] if SYNTHETIC else 20
 
-RUN = "results/runs/{dataset}/{regime}/sub-{subject}/{brain_encoder}/{image_encoder}/seed-{seed}"
+# Options that change how a job runs, never what it computes. They are no rule's params, so
+# changing one reruns nothing; the scripts read them from the config (config/README.md).
+EXECUTION_OPTIONS = {
+    "weights_dir": True,
+    "local_weights": True,  # the checkpoint files themselves are inputs
+    "download": ["enabled", "timeout", "retries", "keep_archives", "mirrors"],
+    "preprocess": ["threads"],
+    "embed": ["batch_size", "workers", "compile"],
+    "train": ["threads"],
+    "resources": True,
+}
+
+
+def result_options(section=None):
+    """The config (or one section of it) without the execution options."""
+    if section is not None:
+        drop = EXECUTION_OPTIONS.get(section, [])
+        return {k: v for k, v in config[section].items() if k not in drop}
+    return {
+        k: (result_options(k) if isinstance(EXECUTION_OPTIONS.get(k), list) else v)
+        for k, v in config.items()
+        if EXECUTION_OPTIONS.get(k) is not True
+    }
+
+
+def preprocess_options():
+    """preprocess's result options, with the sessions and test repetitions of the design
+    (test_reps null: every recorded repetition)."""
+    options = result_options("preprocess")
+    if options.get("test_reps") is None:
+        options["test_reps"] = RECORDED_TEST_REPS
+    return {**options, "n_sessions": N_SESSIONS}
+
+
+# Control runs (config: controls) live beside the real runs, under their own tree.
+CONTROLS = [name for name, on in config["controls"].items() if on]
+TREES = {"runs": None, **{f"controls/{name}": name for name in CONTROLS}}
+RUN = "results/{tree}/{dataset}/{regime}/sub-{subject}/{brain_encoder}/{image_encoder}/seed-{seed}"
+RUN_ID = RUN.removeprefix("results/")
 FIGURE_NAMES = [
     "retrieval_aligned_vs_unaligned",
     "retrieval_per_subject",
@@ -40,11 +85,16 @@ FIGURE_NAMES = [
 ]
 FIGURES = {name: f"results/figures/{name}.png" for name in FIGURE_NAMES}
 TABLES = [f"results/tables/{name}.csv" for name in ("retrieval", "summary", "stats")]
+TABLES += ["results/tables/controls.csv"] if CONTROLS else []
 FIG = config["figures"]
 TOPK = FIG["topk"]
+# Figures explain the runs of one regime: the one chosen, else intra where configured.
+DEFAULT_REGIME = "intra" if "intra" in REGIMES else REGIMES[0]
+ATTRIBUTION_REGIME = FIG["attribution_regime"] or DEFAULT_REGIME
 
 
 wildcard_constraints:
+    tree="|".join(TREES),
     dataset=r"[A-Za-z0-9_.\-]+",
     subject=r"\d\d",
     seed=r"\d+",
@@ -88,10 +138,10 @@ def encoder_weights(wildcards):
     """
     if SYNTHETIC and wildcards.image_encoder.startswith("synth_"):
         return [
-            f"{WEIGHTS_DIR}/synth_resnet18.pt",
-            f"{WEIGHTS_DIR}/synth_resnet18_glocal.pt",
+            f"{SYNTH_WEIGHTS}/synth_resnet18.pt",
+            f"{SYNTH_WEIGHTS}/synth_resnet18_glocal.pt",
         ]
-    local = local_weights(wildcards)
+    local = config.get("local_weights", {}).get(wildcards.image_encoder)
     return [local] if local else []
 
 
@@ -105,12 +155,8 @@ def transform_weights(wildcards):
     """A derived encoder's transform: made by the workflow in the synthetic world; otherwise
     fetched into the cache on use."""
     if SYNTHETIC and wildcards.image_encoder.startswith("synth_"):
-        return [f"{WEIGHTS_DIR}/{wildcards.image_encoder}.pt"]
+        return [f"{SYNTH_WEIGHTS}/{wildcards.image_encoder}.pt"]
     return []
-
-
-def local_weights(wildcards):
-    return config.get("local_weights", {}).get(wildcards.image_encoder)
 
 
 if SYNTHETIC and EEG_SOURCE != "raw":
@@ -142,6 +188,16 @@ def run_results(wildcards=None, regimes=None):
     return run_files("retrieval.json", regimes)
 
 
+def control_results(wildcards=None):
+    """Every control run's retrieval result (the same runs, under results/controls/<name>/)."""
+    return run_files("retrieval.json", trees=[t for t in TREES if TREES[t]])
+
+
+def control(wildcards):
+    """The control a run belongs to (None: a real run)."""
+    return TREES[wildcards.tree]
+
+
 def training_brains(wildcards):
     """intra: the subject's own data; inter: every other subject's (leave-one-out)."""
     if wildcards.regime == "intra":
@@ -167,10 +223,11 @@ def recipe(wildcards):
     return base
 
 
-def run_files(name, regimes=None):
+def run_files(name, regimes=None, trees=("runs",)):
     """One file of every run (e.g. metrics.csv, attribution.h5)."""
     return expand(
         f"{RUN}/{name}",
+        tree=trees,
         dataset=DATASET,
         regime=regimes or REGIMES,
         subject=SUBJECTS,
@@ -181,7 +238,7 @@ def run_files(name, regimes=None):
 
 
 def attribution_files(wildcards):
-    return run_files("attribution.h5", [FIG["attribution_regime"]])
+    return run_files("attribution.h5", [ATTRIBUTION_REGIME])
 
 
 def metrics_files(wildcards):
@@ -193,7 +250,7 @@ def topk_choice():
     pair = TOPK["pair"] or PAIRS[0]["name"]
     pairs = {p["name"]: p for p in PAIRS}
     choice = {
-        "regime": TOPK["regime"],
+        "regime": TOPK["regime"] or DEFAULT_REGIME,
         "subject": f"{TOPK['subject'] or config['subjects'][0]:02d}",
         "brain_encoder": TOPK["brain_encoder"] or BRAIN_ENCODERS[0],
         "seed": TOPK["seed"] if TOPK["seed"] is not None else SEEDS[0],
@@ -226,7 +283,7 @@ def topk_inputs(wildcards):
     }
     for alignment in ("aligned", "unaligned"):
         files[f"{alignment}_model"] = model.format(
-            dataset=DATASET, image_encoder=pair[alignment], **choice
+            tree="runs", dataset=DATASET, image_encoder=pair[alignment], **choice
         )
         files[f"{alignment}_embeddings"] = (
             f"results/embeddings/{DATASET}/{pair[alignment]}.h5"
@@ -234,10 +291,16 @@ def topk_inputs(wildcards):
     return files
 
 
-if FIG["attribution_regime"] not in REGIMES:
+if ATTRIBUTION_REGIME not in REGIMES:
     raise ValueError(
-        f"config: figures.attribution_regime '{FIG['attribution_regime']}' is not in "
-        f"regimes {REGIMES}; add it there or choose one of them"
+        f"config: figures.attribution_regime '{ATTRIBUTION_REGIME}' is not in "
+        f"regimes {REGIMES}; add it there, choose one of them or null"
+    )
+if SYNTHETIC and preprocess_options()["test_reps"] > RECORDED_TEST_REPS:
+    raise ValueError(
+        f"config: preprocess.test_reps {config['preprocess']['test_reps']} exceeds the "
+        f"{RECORDED_TEST_REPS} test repetitions per session the synthetic world records "
+        "(synthetic.world.test_reps_per_session); lower it or set it to null (all)"
     )
 topk_choice()  # fails at start-up on a choice outside the configuration
 

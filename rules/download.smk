@@ -15,7 +15,6 @@ if FETCH:
             runtime=600,
         params:
             part="raw",
-            options=DOWNLOAD,
             n_sessions=N_SESSIONS,
             data_dir=DATA_DIR,
         script:
@@ -35,7 +34,6 @@ if FETCH:
             runtime=240,
         params:
             part="images",
-            options=DOWNLOAD,
             n_sessions=N_SESSIONS,
             data_dir=DATA_DIR,
         script:
@@ -55,7 +53,6 @@ if FETCH:
             runtime=120,
         params:
             part="preprocessed",
-            options=DOWNLOAD,
             n_sessions=N_SESSIONS,
             data_dir=DATA_DIR,
         script:

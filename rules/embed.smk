@@ -17,10 +17,6 @@ rule embed:
         mem_mb=6000,
         runtime=120,
         gpu=GPU,
-    params:
-        weights_dir=WEIGHTS_DIR,
-        local_weights=local_weights,
-        options=config["embed"],
     script:
         "../workflow/scripts/embed.py"
 
@@ -43,7 +39,5 @@ rule derive_embeddings:
     resources:
         mem_mb=3000,
         runtime=20,
-    params:
-        weights_dir=WEIGHTS_DIR,
     script:
         "../workflow/scripts/derive_embeddings.py"

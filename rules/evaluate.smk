@@ -6,9 +6,9 @@ rule evaluate:
     output:
         f"{RUN}/retrieval.json",
     log:
-        f"logs/evaluate/{RUN.removeprefix('results/runs/')}.log",
+        f"logs/evaluate/{RUN_ID}.log",
     benchmark:
-        f"results/benchmarks/evaluate/{RUN.removeprefix('results/runs/')}.tsv"
+        f"results/benchmarks/evaluate/{RUN_ID}.tsv"
     conda:
         "../envs/train.yaml"
     resources:
@@ -16,6 +16,7 @@ rule evaluate:
         runtime=20,
     params:
         n_way=config["evaluate"].get("n_way"),
+        control=control,
     script:
         "../workflow/scripts/evaluate.py"
 

@@ -17,7 +17,7 @@ if EEG_SOURCE == "raw":
             mem_mb=preprocess_mem_mb,
             runtime=60,
         params:
-            options=config["preprocess"],
+            options=preprocess_options(),
         script:
             "../workflow/scripts/preprocess.py"
 

@@ -22,8 +22,8 @@ if SYNTHETIC:
         input:
             truth=f"{DATA_DIR}/synthetic_truth.h5",
         output:
-            backbone=f"{WEIGHTS_DIR}/synth_resnet18.pt",
-            glocal=f"{WEIGHTS_DIR}/synth_resnet18_glocal.pt",
+            backbone=f"{SYNTH_WEIGHTS}/synth_resnet18.pt",
+            glocal=f"{SYNTH_WEIGHTS}/synth_resnet18_glocal.pt",
         log:
             "logs/synth/encoders.log",
         benchmark:

@@ -62,6 +62,28 @@ rule config_used:
         mem_mb=500,
         runtime=5,
     params:
-        config=config,
+        config=result_options(),
     script:
         "../workflow/scripts/config_used.py"
+
+
+rule controls_table:
+    input:
+        control_results,
+    output:
+        report(
+            "results/tables/controls.csv",
+            caption="../workflow/report/controls_table.rst",
+            category="Tables",
+        ),
+    log:
+        "logs/tables/controls.log",
+    benchmark:
+        "results/benchmarks/tables/controls.tsv"
+    conda:
+        "../envs/figures.yaml"
+    resources:
+        mem_mb=1000,
+        runtime=10,
+    script:
+        "../workflow/scripts/controls_table.py"

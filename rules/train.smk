@@ -7,9 +7,9 @@ rule train:
         metrics=f"{RUN}/metrics.csv",
         config=f"{RUN}/config.yaml",
     log:
-        f"logs/train/{RUN.removeprefix('results/runs/')}.log",
+        f"logs/train/{RUN_ID}.log",
     benchmark:
-        f"results/benchmarks/train/{RUN.removeprefix('results/runs/')}.tsv"
+        f"results/benchmarks/train/{RUN_ID}.tsv"
     conda:
         "../envs/train.yaml"
     threads: config["train"].get("threads", 1)
@@ -19,5 +19,8 @@ rule train:
         gpu=GPU,
     params:
         recipe=recipe,
+        val_split=config["train"]["val_split"],
+        selection=config["train"]["selection"],
+        control=control,
     script:
         "../workflow/scripts/train.py"

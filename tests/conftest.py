@@ -8,7 +8,6 @@ from visdecode import synth
 
 TINY_WORLD = dict(
     seed=3,
-    n_subjects=1,
     n_train_concepts=8,
     images_per_concept=3,
     n_test_concepts=6,

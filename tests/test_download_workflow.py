@@ -79,6 +79,7 @@ def test_fetched_data_preprocess_like_the_local_files(host, world, tmp_path):
     # the same preprocessing on the original files gives the same arrays
     options = {k: v for k, v in cfg["preprocess"].items() if k != "threads"}
     options["baseline"] = tuple(options["baseline"])
+    options["n_sessions"] = 4  # THINGS-EEG2's design, not an option
     assert set(options) == {f.name for f in fields(preprocess.Params)}
     direct = tmp_path / "direct.h5"
     preprocess.run(world, 1, direct, preprocess.Params(**options), threads=1)

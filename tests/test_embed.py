@@ -3,10 +3,13 @@ backbone's cache (equal to embedding the images through backbone and transform).
 
 import dataclasses
 import hashlib
+import json
+import platform
 
 import h5py
 import numpy as np
 import pytest
+import timm
 import torch
 from PIL import Image
 from test_image_encoders import random_checkpoint, socket_closed
@@ -22,7 +25,7 @@ def image_set(root, n_train=5, n_test=3):
     rng = np.random.default_rng(0)
     meta = {}
     for part, key, n in (("training", "train", n_train), ("test", "test", n_test)):
-        concepts = [f"{i:05d}_thing{i}" for i in range(n)]
+        concepts = [f"{i + 1:05d}_thing{i}" for i in range(n)]
         files = [f"thing{i}_{part}.jpg" for i in range(n)]
         for concept, name in zip(concepts, files):
             (root / f"{part}_images" / concept).mkdir(parents=True)
@@ -61,10 +64,15 @@ def test_cache_layout_and_identity(tmp_path):
     arrays, files, attrs = read(out)
     assert arrays["train"].shape == (5, 768) and arrays["test"].shape == (3, 768)
     assert arrays["train"].dtype == np.float32
-    assert files["test"] == [f"test_images/{i:05d}_thing{i}/thing{i}_test.jpg" for i in range(3)]
+    assert files["test"] == [f"test_images/{i + 1:05d}_thing{i}/thing{i}_test.jpg" for i in range(3)]
     checkpoint = weights_dir / image_encoders.REGISTRY["dino_vitb16"].files[0].filename
     assert attrs["weights_sha256"] == hashlib.sha256(checkpoint.read_bytes()).hexdigest()
     assert attrs["encoder"] == "dino_vitb16" and "centre crop 224" in attrs["preprocessing"]
+    # provenance: where and how the numbers were computed
+    assert attrs["device"].startswith("cpu") and attrs["dtype"] == "float32"
+    assert not attrs["compile"] and attrs["python"] == platform.python_version()
+    versions = json.loads(attrs["versions"])
+    assert versions["torch"] == torch.__version__.split("+")[0] and versions["timm"] == timm.__version__
 
 
 def test_batched_channels_last_equals_one_image_at_a_time(tmp_path):

@@ -81,6 +81,17 @@ def test_equals_published_algorithm(world, tmp_path, options):
         assert f["train"].shape == (24, 4, n_ch, 250) and f["train"].dtype == np.float32
         assert f["test"].shape == (6, 16, n_ch, 250)
         assert list(f["train_codes"][:]) == sorted(ref["training"])
+        # each condition's stimulus: the image its event code names (metadata row code - 1)
+        meta = fmt.load_image_metadata(world / "images" / "image_metadata.npy")
+        for name, key in (("train", "train"), ("test", "test")):
+            folder = "training" if name == "train" else "test"
+            expected = [
+                f"{folder}_images/{meta[f'{key}_img_concepts'][c - 1]}/{meta[f'{key}_img_files'][c - 1]}"
+                for c in f[f"{name}_codes"][:]
+            ]
+            assert list(f[f"{name}_stimuli"].asstr()[:]) == expected
+            concepts = [meta[f"{key}_img_concepts"][c - 1].split("_", 1)[1] for c in f[f"{name}_codes"][:]]
+            assert list(f[f"{name}_concepts"].asstr()[:]) == concepts
         assert f.attrs["mvnn"] == options["mvnn"]
         np.testing.assert_allclose(f["times"][:], np.arange(250) / 250)
         for part, name in (("training", "train"), ("test", "test")):

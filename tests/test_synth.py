@@ -1,7 +1,10 @@
 """The synthetic world is written in THINGS-EEG2's exact format, with the documented design."""
 
+import dataclasses
+
 import h5py
 import numpy as np
+import pytest
 from PIL import Image
 
 from visdecode import synth
@@ -111,3 +114,27 @@ def test_evoked_signal_is_planted(world, world_cfg):
     r = np.corrcoef(specific.ravel(), planted.ravel())[0, 1]
     shuffled = np.corrcoef(specific.ravel(), planted[::-1].ravel())[0, 1]
     assert r > 0.12 and r > shuffled + 0.1  # measured: 0.20 vs -0.03
+
+
+def test_null_world_changes_the_judgements_only(tmp_path, world, world_cfg):
+    """human_judgements: nuisance (the null-alignment control): the same images and EEG, the
+    same triplets, judged by the clutter the EEG does not carry instead of the features."""
+    null = dataclasses.replace(world_cfg, human_judgements="nuisance")
+    synth.write_images_atomic(tmp_path, null)
+    synth.write_subject(tmp_path, 1, null)
+    for ses in (1, 2):
+        for part in ("training", "test"):
+            a, b = (fmt.load_raw(fmt.raw_path(root, 1, ses, part)) for root in (world, tmp_path))
+            np.testing.assert_array_equal(a["raw_eeg_data"], b["raw_eeg_data"])
+    images = sorted((world / "images").rglob("*.jpg")) + sorted((world / "alignment").rglob("*.jpg"))
+    assert len(images) > 40
+    for path in images:
+        assert (tmp_path / path.relative_to(world)).read_bytes() == path.read_bytes()
+    with h5py.File(world / "synthetic_truth.h5") as a, h5py.File(tmp_path / "synthetic_truth.h5") as b:
+        np.testing.assert_array_equal(a["triplets"][:], b["triplets"][:])
+        assert a["odd_one_out"].attrs["judged_by"].startswith("colour_a")
+        assert b["odd_one_out"].attrs["judged_by"].startswith("blobs")
+        agree = (a["odd_one_out"][:] == b["odd_one_out"][:]).mean()
+    assert agree < 0.5  # chance agreement is 1/3: the two kinds of humans judge differently
+    with pytest.raises(ValueError, match="human_judgements 'faces': use one of perceptual, nuisance"):
+        synth.WorldConfig.from_dict({"human_judgements": "faces"})

@@ -75,3 +75,15 @@ def test_truncated_file_fails_with_one_clear_line(tmp_path, cut):
     with pytest.raises(InputError) as err:
         fmt.RawFile(path)
     assert str(path) in str(err.value) and "truncated or corrupt" in str(err.value)
+
+
+def test_metadata_out_of_event_code_order_is_refused(world, tmp_path):
+    """A reordered image_metadata.npy would make every event code name the wrong image."""
+    meta = fmt.load_image_metadata(world / "images" / "image_metadata.npy")
+    paths, concepts = fmt.stimuli(meta, "training")
+    assert paths[0].startswith("training_images/00001_") and concepts[0] == paths[0].split("_")[2].split("/")[0]
+    order = np.random.default_rng(0).permutation(len(meta["train_img_files"]))
+    shuffled = {**meta, **{k: [meta[k][i] for i in order] for k in ("train_img_concepts", "train_img_files")}}
+    np.save(tmp_path / "image_metadata.npy", shuffled, allow_pickle=True)
+    with pytest.raises(InputError, match="image_metadata.npy: train images are not in event-code order"):
+        fmt.load_image_metadata(tmp_path / "image_metadata.npy")

@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 import torch
 
-from visdecode import evaluate, train
+from visdecode import brain_data, evaluate, train
 from visdecode.errors import InputError
 
 
@@ -53,6 +53,28 @@ def test_split_is_seeded_and_disjoint():
     assert not np.array_equal(va, train.split_indices(100, 0.1, 42)[1])
 
 
+def names(partition: str, n: int, per_concept: int = 4) -> tuple[list[str], list[str]]:
+    """Stimulus identities and concepts of n toy images, `per_concept` images a concept."""
+    concepts = [f"{partition}{i // per_concept:03d}" for i in range(n)]
+    return [f"{partition}/{c}/{i:04d}.jpg" for i, c in enumerate(concepts)], concepts
+
+
+def write_brain(path, train, test) -> None:
+    """A preprocessed file: epochs plus each condition's stimulus and concept."""
+    with h5py.File(path, "w") as f:
+        f["train"], f["test"] = train.astype(np.float32), test.astype(np.float32)
+        for part, x in (("train", train), ("test", test)):
+            brain_data.write_stimuli(f, part, *names(part, len(x)))
+
+
+def write_embeddings(path, train, test, encoder="toy") -> None:
+    with h5py.File(path, "w") as f:
+        f["train"], f["test"] = train, test
+        for part, x in (("train", train), ("test", test)):
+            f[f"{part}_files"] = names(part, len(x))[0]
+        f.attrs["encoder"] = encoder
+
+
 @pytest.fixture
 def learnable(tmp_path):
     """Brain data that linearly encode the image embeddings, plus noise."""
@@ -61,12 +83,8 @@ def learnable(tmp_path):
     emb = rng.normal(size=(n_train + n_test, dim)).astype(np.float32)
     mix = rng.normal(size=(dim, 8, 100))
     brain = np.einsum("nd,dct->nct", emb, mix)[:, None] + rng.normal(size=(len(emb), 4, 8, 100))
-    with h5py.File(tmp_path / "brain.h5", "w") as f:
-        f["train"] = brain[:n_train].astype(np.float32)
-        f["test"] = brain[n_train:].astype(np.float32)
-    with h5py.File(tmp_path / "emb.h5", "w") as f:
-        f["train"], f["test"] = emb[:n_train], emb[n_train:]
-        f.attrs["encoder"] = "toy"
+    write_brain(tmp_path / "brain.h5", brain[:n_train], brain[n_train:])
+    write_embeddings(tmp_path / "emb.h5", emb[:n_train], emb[n_train:])
     return tmp_path
 
 
@@ -113,19 +131,23 @@ def test_every_brain_encoder_trains_deterministically(learnable, name):
     assert np.isfinite(metrics[0].to_numpy()).all() and len(metrics[0]) == 3
 
 
-def test_best_weights_are_the_ones_saved(learnable):
-    """The checkpoint's validation loss, recomputed, is the lowest in metrics.csv."""
+@pytest.mark.parametrize("selection", ["loss", "top1"])
+def test_best_weights_are_the_ones_saved(learnable, selection):
+    """The checkpoint's validation loss, recomputed, is that of the best epoch in
+    metrics.csv: the lowest loss, or the highest top-1 (ties: the lowest loss among them)."""
     recipe = train.Recipe(epochs=8, batch_size=32, lr=3e-3, patience=8)
-    info = train.run(
-        learnable / "brain.h5", learnable / "emb.h5", "nice", 5, learnable / "r", recipe
-    )
+    info = train.run(learnable / "brain.h5", learnable / "emb.h5", "nice", 5, learnable / "r",
+                     recipe, selection=selection)  # fmt: skip
     metrics = pd.read_csv(learnable / "r" / "metrics.csv")
-    assert info["best_epoch"] == int(metrics.val_loss.idxmin()) + 1
+    if selection == "top1":
+        metrics = metrics[metrics.val_top1 == metrics.val_top1.max()]
+    assert info["best_epoch"] == metrics.epoch[metrics.val_loss.idxmin()]
     model, _ = train.load_model(learnable / "r" / "model.pt", torch.device("cpu"))
     data = train.TrainingSet.load(
         [learnable / "brain.h5"], learnable / "emb.h5", torch.device("cpu")
     )
-    _, val = train.split_indices(len(data.w), recipe.val_fraction, 5)
+    _, val = train.split_images(data.concepts, recipe.val_fraction, 5, "concept")
+    assert len(val) == info["n_val_images"]
     scale = torch.load(learnable / "r" / "model.pt", weights_only=True)["logit_scale"]
     loss, _ = train.validate(model, data, val, scale)
     assert loss == pytest.approx(metrics.val_loss.min(), rel=1e-5)
@@ -138,9 +160,8 @@ def test_leave_one_subject_out(learnable):
     with h5py.File(learnable / "brain.h5") as f:
         train_x, test_x = f["train"][:], f["test"][:]
     for s in (2, 3):
-        with h5py.File(learnable / f"brain{s}.h5", "w") as f:
-            f["train"] = train_x + rng.normal(size=train_x.shape).astype(np.float32)
-            f["test"] = test_x + rng.normal(size=test_x.shape).astype(np.float32)
+        noise = [rng.normal(size=x.shape).astype(np.float32) for x in (train_x, test_x)]
+        write_brain(learnable / f"brain{s}.h5", train_x + noise[0], test_x + noise[1])
     data = train.TrainingSet.load(
         [learnable / "brain2.h5", learnable / "brain3.h5"],
         learnable / "emb.h5",
@@ -162,9 +183,265 @@ def test_leave_one_subject_out(learnable):
     assert result["regime"] == "inter" and 0 <= result["top1"] <= 1
 
 
-def test_mismatched_brain_and_images_fail_clearly(learnable):
-    with h5py.File(learnable / "emb.h5") as f, h5py.File(learnable / "few.h5", "w") as g:
-        g["train"], g["test"] = f["train"][:10], f["test"][:]
-        g.attrs["encoder"] = "toy"
-    with pytest.raises(InputError, match="240 training conditions but .*few.h5 has 10 images"):
-        train.run(learnable / "brain.h5", learnable / "few.h5", "nice", 1, learnable / "x")
+def test_leave_one_subject_out_batches_hold_repeated_images(learnable):
+    """Three subjects: the model for held-out subject 1 trains on 2 and 3, so each image has
+    two rows and one batch can hold both. They are positives for one another: the batch's
+    loss is the multi-positive yardstick, not CLIP's loss with an image as its own negative."""
+    with h5py.File(learnable / "brain.h5") as f:
+        train_x, test_x = f["train"][:], f["test"][:]
+    for s in (2, 3):
+        write_brain(learnable / f"brain{s}.h5", train_x * s, test_x * s)
+    data = train.TrainingSet.load(
+        [learnable / f"brain{s}.h5" for s in (2, 3)], learnable / "emb.h5", torch.device("cpu")
+    )
+    tr, _ = train.split_images(data.concepts, 0.1, 7)
+    rows = data.rows(tr)
+    order = rows[torch.randperm(len(rows), generator=torch.Generator().manual_seed(7))]
+    batches = [order[i : i + 64] for i in range(0, len(order), 64)]
+    repeats = [len(b) - len(torch.unique(data.image[b])) for b in batches]
+    assert sum(repeats) > 0  # repeated images in a batch do occur
+    idx = batches[int(np.argmax(repeats))]
+    torch.manual_seed(0)
+    v = torch.nn.functional.normalize(torch.randn(len(idx), data.w.shape[1]), dim=1)
+    image = data.image[idx]
+    scale = torch.tensor(np.log(1 / 0.04))
+    loss = train.symmetric_infonce(v, data.w[image], scale, image).item()
+    assert loss == pytest.approx(multi_positive(v, data.w[image], image, 0.04), rel=1e-5)
+    assert loss != pytest.approx(train.symmetric_infonce(v, data.w[image], scale).item(), rel=1e-3)
+
+
+def multi_positive(v, w, image, temperature) -> float:
+    """The yardstick, row by row: brain -> image over the batch's distinct images; image ->
+    brain with every row of the image a positive (their probabilities summed)."""
+    v, w, image = v.double().numpy(), w.double().numpy(), image.numpy()
+    distinct = sorted(set(image.tolist()))
+    cols = np.stack([w[list(image).index(d)] for d in distinct])
+    logits = v @ cols.T / temperature  # rows x distinct images
+
+    def log_softmax(x):
+        x = x - x.max()
+        return x - np.log(np.exp(x).sum())
+
+    to_image = np.mean([-log_softmax(logits[i])[distinct.index(image[i])] for i in range(len(v))])
+    to_brain = np.mean(
+        [-np.log(np.exp(log_softmax(logits[:, j])[image == d]).sum()) for j, d in enumerate(distinct)]
+    )
+    return (to_image + to_brain) / 2
+
+
+def test_repeated_images_are_positives_not_negatives():
+    """Two rows per image, brain embeddings equal to the image's: with repeats as positives
+    the loss goes to 0 as the temperature falls; CLIP's loss, which makes each row's twin a
+    negative, cannot go below log 2."""
+    torch.manual_seed(1)
+    w = torch.nn.functional.normalize(torch.randn(8, 16), dim=1)
+    image = torch.arange(8).repeat(2)
+    v, wr = w[image], w[image]
+    scale = torch.tensor(np.log(1 / 0.01))
+    assert train.symmetric_infonce(v, wr, scale, image).item() < 0.01
+    assert train.symmetric_infonce(v, wr, scale).item() > np.log(2) - 1e-3
+    # without repeats, the image-aware loss is CLIP's loss
+    v = torch.nn.functional.normalize(torch.randn(8, 16), dim=1)
+    assert train.symmetric_infonce(v, w, scale, torch.arange(8)).item() == pytest.approx(
+        train.symmetric_infonce(v, w, scale).item(), rel=1e-6
+    )
+    assert train.symmetric_infonce(v, w, scale, torch.tensor([5, 1, 7, 0, 2, 3, 6, 4])).item() == (
+        pytest.approx(train.symmetric_infonce(v, w, scale).item(), rel=1e-6)
+    )
+
+
+def test_validation_by_concept_holds_out_whole_concepts():
+    concepts = np.repeat([f"c{i:02d}" for i in range(30)], 10)
+    tr, va = train.split_images(concepts, 0.1, 7, "concept")
+    assert not set(concepts[tr]) & set(concepts[va])  # no concept on both sides
+    assert len(set(concepts[va])) == 3 and len(va) == 30 and len(tr) + len(va) == 300
+    again = train.split_images(concepts, 0.1, 7, "concept")[1]
+    assert np.array_equal(va, again) and not np.array_equal(va, train.split_images(concepts, 0.1, 8)[1])
+    by_image = train.split_images(concepts, 0.1, 7, "image")
+    assert np.array_equal(by_image[1], train.split_indices(300, 0.1, 7)[1])
+    assert set(concepts[by_image[0]]) & set(concepts[by_image[1]])  # the published split leaks
+    # one image per concept: at least 2 validation images, so 2 concepts
+    assert len(train.split_images(np.arange(15).astype(str), 0.01, 0)[1]) == 2
+    with pytest.raises(InputError, match="2 or more training concepts.*val_split: image"):
+        train.split_images(np.array(["a"] * 10), 0.1, 0)
+
+
+def test_no_weight_decay_on_temperature_biases_and_norms():
+    model = train.brain_encoders.build("nice", 8, 100, 16)
+    scale = torch.nn.Parameter(torch.tensor(3.0))
+    opt, params = train.optimiser(model, scale, train.Recipe(weight_decay=0.1))
+    decayed, free = opt.param_groups
+    assert decayed["weight_decay"] == 0.1 and free["weight_decay"] == 0.0
+    assert all(p.ndim >= 2 for p in decayed["params"])
+    assert any(p is scale for p in free["params"]) and all(p.ndim < 2 for p in free["params"])
+    names = {n for n, p in model.named_parameters() if any(p is q for q in free["params"])}
+    assert any(n.endswith(".bias") for n in names) and any("norm" in n or ".1." in n for n in names)
+    assert len(params) == len(list(model.parameters())) + 1
+
+
+class Identity(torch.nn.Module):
+    """A brain encoder whose output is its input (one learnable gain): already aligned."""
+
+    def __init__(self):
+        super().__init__()
+        self.gain = torch.nn.Parameter(torch.ones(1))
+
+    def forward(self, x, subject=None):
+        return self.gain * x.flatten(1)
+
+
+def test_learnable_temperature_is_clamped_at_clips_limit():
+    """Brain embeddings equal to the image embeddings: the loss falls as the logit scale
+    grows, so a fast optimiser drives it up; it stops at CLIP's 100 (temperature 0.01)."""
+    torch.manual_seed(0)
+    w = torch.nn.functional.normalize(torch.randn(64, 8), dim=1)
+    data = train.TrainingSet(w[:, None, :].clone(), torch.arange(64), torch.zeros(64, dtype=torch.long), w, 1)
+    recipe = train.Recipe(batch_size=16, lr=0.5, temperature=0.05)
+    model = Identity()
+    scale = torch.nn.Parameter(torch.tensor(np.log(1 / recipe.temperature), dtype=torch.float32))
+    opt, params = train.optimiser(model, scale, recipe)
+    gen = torch.Generator().manual_seed(0)
+    for _ in range(3):
+        train.train_epoch(model, data, torch.arange(64), recipe, opt, params, scale, gen)
+    assert scale.item() == pytest.approx(np.log(100), rel=1e-6)
+    with pytest.raises(InputError, match="temperature 0.005: use 0.01 to 1"):
+        train.Recipe(temperature=0.005)
+
+
+def test_non_finite_training_stops_with_one_line_and_no_model(learnable):
+    with h5py.File(learnable / "brain.h5") as f:
+        train_x, test_x = f["train"][:], f["test"][:]
+    train_x[5, 0, 0, 0] = np.nan
+    write_brain(learnable / "nan.h5", train_x, test_x)
+    out = learnable / "broken"
+    with pytest.raises(InputError, match=r"broken: training loss is not finite at epoch 1; no model"):
+        train.run(learnable / "nan.h5", learnable / "emb.h5", "nice", 1, out, train.Recipe(epochs=2))
+    assert not out.exists()
+    # NaN only in a validation image: training runs, the validation loss never is finite
+    data = train.TrainingSet.load([learnable / "brain.h5"], learnable / "emb.h5", torch.device("cpu"))
+    _, val = train.split_images(data.concepts, 0.1, 1)
+    train_x[5, 0, 0, 0] = 0.0
+    train_x[val[0], 1, 2, 3] = np.nan
+    write_brain(learnable / "nan.h5", train_x, test_x)
+    with pytest.raises(InputError, match=r"broken: validation loss is not finite at epoch 1;"):
+        train.run(learnable / "nan.h5", learnable / "emb.h5", "nice", 1, out, train.Recipe(epochs=2))
+    assert not out.exists()
+
+
+def test_degenerate_similarities_score_chance_or_less():
+    """A model whose outputs are all equal scored 100% before ties counted against it."""
+    n = 40
+    for n_way in (None, 10):
+        k_way = n_way or n
+        flat = evaluate.topk_accuracy(np.zeros((n, n)), n_way=n_way, seed=3)
+        assert flat == {"top1": pytest.approx(1 / k_way), "top5": pytest.approx(5 / k_way)}
+        perfect = evaluate.topk_accuracy(np.eye(n), n_way=n_way, seed=3)
+        assert perfect == {"top1": 1.0, "top5": 1.0}
+        for bad in (np.nan, np.inf):
+            sim = np.eye(n)
+            sim[3, 7] = bad
+            with pytest.raises(ValueError, match="1 similarities are not finite"):
+                evaluate.topk_accuracy(sim, n_way=n_way)
+
+
+@pytest.mark.parametrize("n_way", [None, 5])
+def test_ties_count_as_random_tie_breaking(n_way):
+    """Yardstick: the mean top-k over many random orders of the gallery, ties broken by a
+    stable sort (so by that order)."""
+    rng = np.random.default_rng(4)
+    sim = rng.integers(0, 4, size=(12, 12)).astype(float)  # many ties, some with the true image
+    got = evaluate.topk_accuracy(sim, ks=(1, 3), n_way=n_way, seed=5)
+    n = len(sim)
+    if n_way:  # the same distractors as the function draws
+        order = np.random.default_rng(5).permuted(np.broadcast_to(np.arange(n - 1), (n, n - 1)), axis=1)
+        pick = order[:, : n_way - 1]
+        pick = pick + (pick >= np.arange(n)[:, None])
+        galleries = [np.concatenate([[i], pick[i]]) for i in range(n)]
+    else:
+        galleries = [np.arange(n)] * n
+    hits = {1: [], 3: []}
+    for _ in range(3000):
+        for i, gallery in enumerate(galleries):
+            shuffled = rng.permutation(gallery)
+            ranked = shuffled[np.argsort(-sim[i, shuffled], kind="stable")]
+            rank = int(np.flatnonzero(ranked == i)[0])
+            for k in hits:
+                hits[k].append(rank < k)
+    for k in (1, 3):
+        assert got[f"top{k}"] == pytest.approx(np.mean(hits[k]), abs=0.01)
+    assert 0 < got["top1"] < 1
+
+
+def test_a_model_with_non_finite_output_writes_no_result(learnable):
+    train.run(learnable / "brain.h5", learnable / "emb.h5", "nice", 1, learnable / "r",
+              train.Recipe(epochs=1, batch_size=32))  # fmt: skip
+    with h5py.File(learnable / "brain.h5") as f:
+        train_x, test_x = f["train"][:], f["test"][:]
+    test_x[2] = np.inf
+    write_brain(learnable / "inf.h5", train_x, test_x)
+    out = learnable / "r" / "retrieval.json"
+    with pytest.raises(InputError, match=r"model.pt: .* test similarities are not finite .*no result"):
+        evaluate.run(learnable / "r" / "model.pt", learnable / "inf.h5", learnable / "emb.h5", out, {})
+    assert not out.exists()
+
+
+def test_brain_rows_and_embeddings_join_by_stimulus_not_position(learnable):
+    """The same embeddings, rows reordered (as another image listing would give): identical
+    training and retrieval. Another image set's embeddings: one clear line."""
+    recipe = train.Recipe(epochs=2, batch_size=32)
+    with h5py.File(learnable / "emb.h5") as f:
+        emb = {k: f[k][:] for k in ("train", "test")}
+    order = {k: np.random.default_rng(1).permutation(len(v)) for k, v in emb.items()}
+    with h5py.File(learnable / "shuffled.h5", "w") as f:
+        for part in ("train", "test"):
+            f[part] = emb[part][order[part]]
+            f[f"{part}_files"] = np.array(names(part, len(emb[part]))[0])[order[part]].tolist()
+        f.attrs["encoder"] = "toy"
+    results = []
+    for name in ("emb", "shuffled"):
+        train.run(learnable / "brain.h5", learnable / f"{name}.h5", "nice", 3, learnable / name, recipe)
+        results.append(evaluate.run(learnable / name / "model.pt", learnable / "brain.h5",
+                                    learnable / f"{name}.h5", learnable / name / "r.json", {}))  # fmt: skip
+    metrics = [pd.read_csv(learnable / n / "metrics.csv").drop(columns="seconds") for n in ("emb", "shuffled")]
+    pd.testing.assert_frame_equal(*metrics)
+    assert results[0] == results[1]
+    with h5py.File(learnable / "other.h5", "w") as f:
+        f["train"], f["test"] = emb["train"], emb["test"]
+        for part in ("train", "test"):
+            f[f"{part}_files"] = [n.replace(".jpg", ".png") for n in names(part, len(emb[part]))[0]]
+        f.attrs["encoder"] = "toy"
+    with pytest.raises(InputError, match=r"brain.h5: 240 of its 240 stimuli have no embedding in .*other.h5 \(first: train/train000/0000.jpg\)"):
+        train.run(learnable / "brain.h5", learnable / "other.h5", "nice", 1, learnable / "x")
+    assert not (learnable / "x").exists()
+
+
+def test_evaluation_centres_with_the_vector_stored_at_training(learnable):
+    """Rebuilt embeddings whose training partition changed (here: shifted) cannot shift the
+    test embeddings' centring: evaluation uses the model's own vector. Another encoder's
+    embeddings are refused."""
+    train.run(learnable / "brain.h5", learnable / "emb.h5", "nice", 2, learnable / "r",
+              train.Recipe(epochs=2, batch_size=32))  # fmt: skip
+    before = evaluate.retrieve(learnable / "r" / "model.pt", learnable / "brain.h5", learnable / "emb.h5")
+    with h5py.File(learnable / "emb.h5") as f:
+        train_e, test_e = f["train"][:], f["test"][:]
+    write_embeddings(learnable / "rebuilt.h5", train_e + 3.0, test_e)
+    after = evaluate.retrieve(learnable / "r" / "model.pt", learnable / "brain.h5", learnable / "rebuilt.h5")
+    np.testing.assert_array_equal(before, after)
+    ckpt = torch.load(learnable / "r" / "model.pt", weights_only=True)
+    np.testing.assert_allclose(ckpt["image_centre"].numpy(), train_e.mean(0), rtol=1e-5, atol=1e-6)
+    write_embeddings(learnable / "clip.h5", train_e, test_e, encoder="clip_vitb32")
+    with pytest.raises(InputError, match="embeddings of 'clip_vitb32', but .*model.pt was trained on those of 'toy'"):
+        evaluate.retrieve(learnable / "r" / "model.pt", learnable / "brain.h5", learnable / "clip.h5")
+
+
+def test_permutation_control_shuffles_the_pairing_only(learnable):
+    cpu = torch.device("cpu")
+    real = train.TrainingSet.load([learnable / "brain.h5"], learnable / "emb.h5", cpu)
+    shuffled = train.TrainingSet.load([learnable / "brain.h5"], learnable / "emb.h5", cpu, 7)
+    assert torch.equal(real.x, shuffled.x) and np.array_equal(real.concepts, shuffled.concepts)
+    moved = (real.w != shuffled.w).any(1)
+    assert moved.float().mean() > 0.9  # nearly every condition paired with another image
+    key = lambda w: sorted(map(tuple, w.numpy().round(6)))  # noqa: E731
+    assert key(real.w) == key(shuffled.w)  # the same embeddings, reassigned
+    again = train.TrainingSet.load([learnable / "brain.h5"], learnable / "emb.h5", cpu, 7)
+    assert torch.equal(again.w, shuffled.w)

@@ -25,7 +25,6 @@ def tiny_config() -> dict:
         n_alignment_images=200,
         n_triplets=5000,
     )
-    cfg["preprocess"]["test_reps"] = 5
     cfg["seeds"] = [7]
     cfg["train"]["recipes"]["nice"].update(epochs=15, patience=15)
     cfg["train"]["threads"] = 1
@@ -33,13 +32,21 @@ def tiny_config() -> dict:
     return cfg
 
 
-def snakemake(workdir: Path, *args: str) -> subprocess.CompletedProcess:
+def snakemake(workdir: Path, *args: str, config: str = "config.yaml") -> subprocess.CompletedProcess:
     cmd = [
         sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"),
-        "--directory", str(workdir), "--configfile", str(workdir / "config" / "config.yaml"),
+        "--directory", str(workdir), "--configfile", str(workdir / "config" / config),
         "--cores", "2", *args,
     ]  # fmt: skip
     return subprocess.run(cmd, capture_output=True, text=True, cwd=workdir)
+
+
+def variant(workdir: Path, name: str, change) -> str:
+    """A copy of the tiny config with `change(cfg)` applied, as config/<name>.yaml."""
+    cfg = tiny_config()
+    change(cfg)
+    (workdir / "config" / f"{name}.yaml").write_text(yaml.safe_dump(cfg))
+    return f"{name}.yaml"
 
 
 @pytest.fixture(scope="module")
@@ -198,3 +205,57 @@ def test_a_topk_choice_outside_the_config_fails_at_start_up(tmp_path):
         "choose one of them or null" in done.stderr + done.stdout
     )
     assert not (tmp_path / "results").exists()
+
+
+EXECUTION_CHANGES = {
+    "preprocess.threads": lambda c: c["preprocess"].update(threads=1),
+    "train.threads": lambda c: c["train"].update(threads=2),
+    "embed.workers": lambda c: c["embed"].update(workers=2),
+    "embed.compile": lambda c: c["embed"].update(compile=True),
+    "embed.batch_size": lambda c: c["embed"].update(batch_size=16),
+    "download.timeout": lambda c: c["download"].update(timeout=99),
+    "download.retries": lambda c: c["download"].update(retries=0),
+    "download.mirrors": lambda c: c["download"].update(mirrors=[]),
+    "download.keep_archives": lambda c: c["download"].update(keep_archives=True),
+    "weights_dir": lambda c: c.update(weights_dir="elsewhere/encoders"),
+    "resources.gpu": lambda c: c["resources"].update(gpu=1),
+}
+
+
+@pytest.mark.parametrize("option", sorted(EXECUTION_CHANGES))
+def test_execution_options_rerun_nothing(complete, option):
+    """Changing how jobs run (threads, download settings, embedding workers, compile, the
+    weights cache) changes no result, so nothing reruns."""
+    done = snakemake(complete, "--dry-run", config=variant(complete, option, EXECUTION_CHANGES[option]))
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "Nothing to be done" in done.stdout + done.stderr, (done.stdout + done.stderr)[-3000:]
+
+
+def test_a_result_option_reruns_what_it_feeds(complete):
+    """A changed recipe reruns the training it feeds and what follows, nothing upstream."""
+    done = snakemake(complete, "--dry-run", config=variant(
+        complete, "lr", lambda c: c["train"]["recipes"]["nice"].update(lr=5e-4)))  # fmt: skip
+    log = done.stdout + done.stderr
+    assert done.returncode == 0 and "train" in log and "retrieval_table" in log
+    for upstream in ("synth_eeg", "preprocess", "embed", "derive_embeddings"):
+        assert f"{upstream} " not in log.split("Job stats:")[1].split("Reasons")[0]
+
+
+def test_one_regime_alone_builds_every_figure(complete):
+    """regimes: [inter] alone: the figures' regime follows (no intra run is asked for)."""
+    done = snakemake(complete, "--dry-run", "--printshellcmds", config=variant(
+        complete, "inter", lambda c: c.update(regimes=["inter"])))  # fmt: skip
+    log = done.stdout + done.stderr
+    assert done.returncode == 0, log[-2000:]
+    assert "/inter/sub-01/nice/synth_resnet18/seed-7/attribution.h5" in log
+    assert "/intra/" not in log
+
+
+def test_test_repetitions_come_from_the_world(tmp_path):
+    """The recording design has one source: asking the preprocessing for more test
+    repetitions than the synthetic world records is an error at start-up."""
+    (tmp_path / "config").mkdir()
+    name = variant(tmp_path, "many", lambda c: c["preprocess"].update(test_reps=6))
+    done = snakemake(tmp_path, "--dry-run", config=name)
+    assert done.returncode == 1
+    assert "preprocess.test_reps 6 exceeds the 5 test repetitions per session" in done.stderr + done.stdout

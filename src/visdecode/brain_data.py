@@ -1,8 +1,14 @@
-"""Reading preprocessed brain data and image embeddings the way the decoders use them.
+"""The brain-data file every decoder reads, and the image embeddings it is joined to.
+
+A preprocessed file holds, per partition (`train`, `test`), the epochs (conditions,
+repetitions, channels, times) and, per condition, its stimulus: `<partition>_stimuli` (the
+image's path under the data set's image folder, the name its embedding file gives the same
+image) and `<partition>_concepts`. Brain rows and image embeddings are joined by that identity,
+never by position, so a reordered or foreign embedding file is refused, not silently mispaired.
 
 Brain: per repetition and channel, centre over time and divide by the L2 norm over time
-(AlignVis), then average the repetitions. Images: centre with the *training* images' mean
-(no test information) and L2-normalise.
+(AlignVis), then average the repetitions. Images: centre with the mean of the *training*
+images trained on (no test information; the vector is stored with the model) and L2-normalise.
 """
 
 from __future__ import annotations
@@ -37,17 +43,68 @@ def load_averaged(path: Path | str, partition: str) -> np.ndarray:
     return out
 
 
-def centre_normalise(train: np.ndarray, test: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Image embeddings: subtract the training mean, L2-normalise each row."""
-    mean = train.mean(axis=0, keepdims=True)
+def write_stimuli(
+    f: h5py.File, partition: str, stimuli: list[str], concepts: list[str], rows=None
+) -> None:
+    """Store each condition's stimulus identity and concept (`rows`: which of the lists'
+    entries the partition's conditions are, in order; default all)."""
+    rows = np.arange(len(stimuli)) if rows is None else np.asarray(rows)
+    text = h5py.string_dtype()
+    f.create_dataset(f"{partition}_stimuli", data=np.array(stimuli, dtype=object)[rows], dtype=text)
+    f.create_dataset(f"{partition}_concepts", data=np.array(concepts, dtype=object)[rows], dtype=text)
 
-    def unit(x):
-        return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
 
-    return unit(train - mean), unit(test - mean)
+def read_stimuli(path: Path | str, partition: str) -> tuple[np.ndarray, np.ndarray]:
+    """(stimuli, concepts) of a preprocessed file's partition, as arrays of str."""
+    with h5py.File(path, "r") as f:
+        if f"{partition}_stimuli" not in f:
+            raise InputError(
+                f"{path}: no '{partition}_stimuli' (the images its conditions show); the file "
+                "predates stimulus identities: preprocess it again"
+            )
+        stimuli = f[f"{partition}_stimuli"].asstr()[:]
+        concepts = f[f"{partition}_concepts"].asstr()[:]
+        n = f[partition].shape[0]
+    if len(stimuli) != n or len(concepts) != n:
+        raise InputError(
+            f"{path}: {n} {partition} conditions but {len(stimuli)} stimuli; preprocess it again"
+        )
+    return np.asarray(stimuli, dtype=str), np.asarray(concepts, dtype=str)
+
+
+def match(stimuli: np.ndarray, files: np.ndarray, brain: Path | str, embeddings: Path | str):
+    """Row of `files` (an embedding file's image names) for each of `stimuli` (a brain file's);
+    one line naming both files where an image has no embedding."""
+    order = np.argsort(files, kind="stable")
+    pos = np.searchsorted(files[order], stimuli).clip(0, max(len(files) - 1, 0))
+    found = files[order][pos] == stimuli if len(files) else np.zeros(len(stimuli), bool)
+    if not found.all():
+        missing = stimuli[~found]
+        raise InputError(
+            f"{brain}: {len(missing)} of its {len(stimuli)} stimuli have no embedding in "
+            f"{embeddings} (first: {missing[0]}); they come from different image sets: embed "
+            "this data set's images"
+        )
+    return order[pos]
+
+
+def centre(train: np.ndarray) -> np.ndarray:
+    """The centring vector: the training images' mean embedding (float32)."""
+    return train.mean(axis=0).astype(np.float32)
+
+
+def unit(x: np.ndarray, mean: np.ndarray) -> np.ndarray:
+    """Subtract `mean`, L2-normalise each row (float32)."""
+    x = x - mean
+    return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
 
 
 def load_embeddings(path: Path | str) -> dict:
-    """An embedding cache file (stage `embed`): train, test (float32) and attributes."""
+    """An embedding cache file (stage `embed`): train, test (float32), their image names
+    (train_files, test_files) and attributes."""
     with h5py.File(path, "r") as f:
-        return {"train": f["train"][:], "test": f["test"][:], "attrs": dict(f.attrs)}
+        out = {k: f[k][:] for k in ("train", "test")}
+        for k in ("train_files", "test_files"):
+            out[k] = np.asarray(f[k].asstr()[:], dtype=str)
+        out["attrs"] = dict(f.attrs)
+    return out

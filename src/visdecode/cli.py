@@ -28,10 +28,10 @@ def _synth(a: argparse.Namespace) -> None:
     if a.part in ("images", "all"):
         synth.write_images_atomic(root, cfg)
     if a.part in ("encoders", "all"):
-        fit = synth.write_encoders(root)
+        fit = synth.write_encoders(root, a.weights_dir)
         log.info("synthetic encoder pair written: %s", fit)
     if a.part in ("eeg", "all"):
-        subjects = a.subject or range(1, cfg.n_subjects + 1)
+        subjects = a.subject or [1, 2]
         for subject in subjects:
             synth.write_subject(root, subject, cfg)
 
@@ -111,7 +111,8 @@ def _train(a: argparse.Namespace) -> None:
     regime = "inter" if len(a.brain) > 1 or a.test_subject is not None else "intra"
     train.run(
         a.brain, a.embeddings, a.brain_encoder, a.seed, a.out_dir, recipe, a.threads,
-        regime=regime, test_subject=a.test_subject,
+        regime=regime, test_subject=a.test_subject, val_split=a.val_split, permute=a.permute,
+        selection=a.selection,
     )  # fmt: skip
 
 
@@ -140,6 +141,12 @@ def _stats(a: argparse.Namespace) -> None:
     from visdecode import tables
 
     tables.write_statistics(a.table, a.out, a.correction)
+
+
+def _controls(a: argparse.Namespace) -> None:
+    from visdecode import tables
+
+    tables.write_controls(a.runs, a.out)
 
 
 def _attribution(a: argparse.Namespace) -> None:
@@ -188,7 +195,10 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("part", choices=["images", "encoders", "eeg", "all"])
     s.add_argument("--root", required=True, help="data set root to write")
     s.add_argument("--world", help="YAML/JSON mapping of world options (config: synthetic)")
-    s.add_argument("--subject", type=int, action="append", help="subject(s) for 'eeg'")
+    s.add_argument(
+        "--subject", type=int, action="append", help="subject(s) for 'eeg' (default: 1 and 2)"
+    )
+    s.add_argument("--weights-dir", help="where 'encoders' writes the pair (default: ROOT/encoders)")
     s.set_defaults(func=_synth)
 
     s = sub.add_parser("download", help="fetch THINGS-EEG2 (raw EEG, images, official release)")
@@ -275,6 +285,18 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--out-dir", required=True)
     s.add_argument("--recipe", help="YAML/JSON mapping: epochs, batch_size, lr, ...")
     s.add_argument("--threads", type=int, default=1)
+    s.add_argument(
+        "--val-split", default="concept", choices=["concept", "image"],
+        help="validation images: whole held-out concepts (default) or random images (published)",
+    )  # fmt: skip
+    s.add_argument(
+        "--selection", default="top1", choices=["top1", "loss"],
+        help="the epoch kept: highest validation top-1 (default) or lowest loss (published)",
+    )  # fmt: skip
+    s.add_argument(
+        "--permute", action="store_true",
+        help="the permutation control: train with the brain/image pairing shuffled",
+    )  # fmt: skip
     s.set_defaults(func=_train)
 
     s = sub.add_parser("evaluate", help="n-way retrieval of one trained run")
@@ -302,6 +324,11 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--out", required=True)
     s.add_argument("--correction", default="holm", help="statsmodels multipletests method")
     s.set_defaults(func=_stats)
+
+    s = sub.add_parser("controls", help="control runs' retrieval against chance: controls.csv")
+    s.add_argument("--runs", nargs="+", required=True, help="retrieval.json of control runs")
+    s.add_argument("--out", required=True)
+    s.set_defaults(func=_controls)
 
     s = sub.add_parser("attribution", help="temporal, spectral, spatial importance of a run")
     s.add_argument("--model", required=True)

@@ -12,6 +12,7 @@ cache keeps the backbone's attributes and adds `derived_from` (the backbone's ca
 
 from __future__ import annotations
 
+import json
 import logging
 from pathlib import Path
 
@@ -150,6 +151,7 @@ def run(
             "weights_sha256": weights.sha256(*weight_paths),
             "preprocessing": spec.preprocessing,
             "images_dir": str(images_dir),
+            **provenance(device, compile),
         },
     )
 
@@ -197,8 +199,29 @@ def derive(
             "weights_sha256": weights.sha256(*head_paths),  # the transform's
             "backbone_weights_sha256": attrs["weights_sha256"],
             "derived_from": str(backbone_cache),
+            **{f"derive_{k}": v for k, v in provenance(device, False).items()},
         },
     )
+
+
+def provenance(device: torch.device, compile: bool) -> dict:
+    """How the embeddings were computed: device, numeric type, compilation, library versions."""
+    import importlib.metadata as md
+    import platform
+
+    versions = {}
+    for package in ("visdecode", "torch", "torchvision", "timm", "open_clip_torch", "numpy"):
+        try:
+            versions[package] = md.version(package)
+        except md.PackageNotFoundError:
+            versions[package] = "not installed"
+    return {
+        "device": describe(device),
+        "dtype": "bfloat16 autocast" if device.type == "cuda" else "float32",
+        "compile": bool(compile),
+        "python": platform.python_version(),
+        "versions": json.dumps(versions),
+    }
 
 
 def _identity(spec: image_encoders.EncoderSpec) -> dict:

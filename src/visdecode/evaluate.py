@@ -1,8 +1,15 @@
 """Stage `evaluate`: zero-shot n-way retrieval over the test images, and the tidy table.
 
-Per run: every test query (EEG averaged over all its repetitions) is scored against the gallery
-of test-image embeddings by cosine similarity; top-k = the true image ranks within the first k.
-n-way < number of test images draws, per query, n-1 random distractors (seeded), as is usual.
+Per run: every test query (brain data averaged over all its repetitions) is scored against the
+gallery of test-image embeddings by cosine similarity; top-k = the true image ranks within the
+first k. n-way < number of test images draws, per query, n-1 random distractors (seeded), as
+is usual.
+
+Ties never count for the model: the accuracy is the expectation over random tie-breaking. A
+query whose true image has g distractors scoring strictly higher and e scoring equal is a
+top-k hit with probability clip((k - g) / (e + 1), 0, 1), so constant (all-equal) similarities
+give exactly chance, never more. Non-finite similarities (a model that outputs NaN or inf) stop
+the run with one line; no result is written.
 """
 
 from __future__ import annotations
@@ -15,6 +22,7 @@ import pandas as pd
 import torch
 
 from visdecode import brain_data, train
+from visdecode.errors import InputError
 from visdecode.io import atomic_path
 
 TABLE_COLUMNS = [
@@ -24,39 +32,57 @@ TABLE_COLUMNS = [
 
 
 def topk_accuracy(sim: np.ndarray, ks=(1, 5), n_way: int | None = None, seed: int = 0) -> dict:
-    """sim (queries, gallery) with query i matching gallery item i."""
+    """sim (queries, gallery) with query i matching gallery item i; ties broken at random, in
+    expectation (module docstring). Non-finite similarities raise ValueError."""
+    sim = np.asarray(sim)
     n = sim.shape[0]
     n_way = n if n_way is None else n_way
     if n_way > n:
         raise ValueError(f"n_way {n_way} exceeds the {n} test images")
-    true = np.diag(sim)
+    if not np.isfinite(sim).all():
+        raise ValueError(f"{np.size(sim) - np.isfinite(sim).sum()} similarities are not finite")
+    true = np.diag(sim)[:, None]
     if n_way == n:
-        rank = (sim > true[:, None]).sum(axis=1)
-    else:
+        others = ~np.eye(n, dtype=bool)
+    else:  # n_way - 1 distractors per query: the first of a seeded random order of the others
         rng = np.random.default_rng(seed)
-        rank = np.empty(n, dtype=int)
-        for i in range(n):
-            others = rng.choice(np.delete(np.arange(n), i), n_way - 1, replace=False)
-            rank[i] = (sim[i, others] > true[i]).sum()
-    return {f"top{k}": float((rank < k).mean()) for k in ks}
+        order = rng.permuted(np.broadcast_to(np.arange(n - 1), (n, n - 1)), axis=1)
+        pick = order[:, : n_way - 1]
+        pick += pick >= np.arange(n)[:, None]  # skip the query's own image
+        others = np.zeros((n, n), dtype=bool)
+        np.put_along_axis(others, pick, True, axis=1)
+    greater = ((sim > true) & others).sum(axis=1)
+    equal = ((sim == true) & others).sum(axis=1)
+    return {
+        f"top{k}": float(np.clip((k - greater) / (equal + 1), 0, 1).mean()) for k in ks
+    }
 
 
 def load_run(
     model_path: Path | str, brain: Path | str, embeddings: Path | str, device=None, x=None
 ):
     """A trained run with its test data: (model, info, queries x, subject index, test-image
-    embeddings w, centred with the training images' mean and L2-normalised); `x`, when
-    given, is `brain`'s test queries already loaded (brain_data.load_averaged). A model
-    trained leave-one-subject-out meets `brain`'s subject for the first time: subject index
-    -1 (for ATM-S, the mean of the learned subject tokens)."""
+    embeddings w, in the order of `brain`'s test conditions, centred with the vector stored
+    with the model and L2-normalised); `x`, when given, is `brain`'s test queries already
+    loaded (brain_data.load_averaged). A model trained leave-one-subject-out meets `brain`'s
+    subject for the first time: subject index -1 (for ATM-S, the mean of the learned subject
+    tokens)."""
     device = device or torch.device("cpu")
     model, info = train.load_model(model_path, device)
+    emb = brain_data.load_embeddings(embeddings)
+    encoder = str(emb["attrs"].get("encoder"))
+    if encoder != info["image_encoder"]:
+        raise InputError(
+            f"{embeddings}: embeddings of '{encoder}', but {model_path} was trained on those "
+            f"of '{info['image_encoder']}'; give that encoder's embeddings"
+        )
+    stimuli, _ = brain_data.read_stimuli(brain, "test")
+    rows = brain_data.match(stimuli, emb["test_files"], brain, embeddings)
+    w = brain_data.unit(emb["test"][rows], info["image_centre"])
     if x is None:
         x = torch.from_numpy(brain_data.load_averaged(brain, "test"))
     x = x.to(device)
     subject = torch.full((len(x),), -1 if info.get("regime") == "inter" else 0, device=device)
-    emb = brain_data.load_embeddings(embeddings)
-    _, w = brain_data.centre_normalise(emb["train"], emb["test"])
     return model, info, x, subject, torch.from_numpy(w).to(device)
 
 
@@ -78,7 +104,18 @@ def run(
 ) -> dict:
     sim = retrieve(model_path, brain, embeddings)
     n_way = sim.shape[0] if n_way is None else n_way
-    result = {**meta, "n_way": n_way, **topk_accuracy(sim, n_way=n_way, seed=meta.get("seed", 0))}
+    if not np.isfinite(sim).all():
+        raise InputError(
+            f"{model_path}: {np.size(sim) - np.isfinite(sim).sum()} of {sim.size} test "
+            f"similarities are not finite (the model outputs NaN or inf on {brain}); no result "
+            "written: retrain the run, and check its metrics.csv and the preprocessed data"
+        )
+    result = {
+        **meta,
+        "n_way": n_way,
+        "n_queries": sim.shape[0],
+        **topk_accuracy(sim, n_way=n_way, seed=meta.get("seed", 0)),
+    }
     with atomic_path(out) as tmp, open(tmp, "w") as fh:
         json.dump(result, fh, indent=1)
     return result

@@ -21,7 +21,7 @@ import seaborn as sns  # noqa: E402
 import torch  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from visdecode import attribution, brain_data, evaluate, things_eeg2  # noqa: E402
+from visdecode import attribution, brain_data, evaluate  # noqa: E402
 from visdecode.errors import InputError  # noqa: E402
 from visdecode.io import atomic_path  # noqa: E402
 
@@ -374,8 +374,7 @@ def topk_grid(
         queries = np.linspace(0, n - 1, queries).round().astype(int).tolist()
     if not queries or max(queries) >= n or min(queries) < 0:
         raise InputError(f"figures.topk.queries {queries}: test-image indices run 0..{n - 1}")
-    meta = things_eeg2.load_image_metadata(Path(images_dir) / "image_metadata.npy")
-    paths = things_eeg2.image_paths(images_dir, meta, "test")
+    paths = [Path(images_dir) / s for s in brain_data.read_stimuli(brain, "test")[0]]
     theme()
     n_cols = 1 + 2 * k
     height = PAGE_WIDTH / n_cols * 1.25 * len(queries) + 0.5

@@ -33,6 +33,7 @@ import numpy as np
 import threadpoolctl
 from tqdm import tqdm
 
+from visdecode import brain_data
 from visdecode import things_eeg2 as fmt
 from visdecode.errors import InputError
 from visdecode.io import atomic_path, set_attrs
@@ -474,12 +475,10 @@ class Merge:
 
 
 # --------------------------------------------------------------------------- subject
-def condition_counts(raw_dir: Path) -> dict[str, int]:
+def conditions(raw_dir: Path) -> dict[str, tuple[list[str], list[str]]]:
+    """Per partition, each event code's stimulus and concept (code c is row c - 1)."""
     meta = fmt.load_image_metadata(Path(raw_dir) / "images" / "image_metadata.npy")
-    return {
-        "training": len(meta["train_img_files"]),
-        "test": len(meta["test_img_files"]),
-    }
+    return {part: fmt.stimuli(meta, part) for part in fmt.PARTITIONS}
 
 
 def run(
@@ -493,7 +492,8 @@ def run(
     process may use). The output does not depend on the thread count."""
     raw_dir, out = Path(raw_dir), Path(out)
     threads = threads or available_cpus()
-    n_cond = condition_counts(raw_dir)
+    stimuli = conditions(raw_dir)
+    n_cond = {part: len(stimuli[part][0]) for part in stimuli}
     sessions = range(1, params.n_sessions + 1)
     reps = {"training": params.train_reps, "test": params.test_reps}
     paths = {(s, p): fmt.raw_path(raw_dir, subject, s, p) for s in sessions for p in reps}
@@ -513,6 +513,7 @@ def run(
         for part, name in (("training", "train"), ("test", "test")):
             dsets[part] = merges[part].create(f, name, parts[1, part].shape[2:])
             f[f"{name}_codes"] = merges[part].codes
+            brain_data.write_stimuli(f, name, *stimuli[part], merges[part].codes - 1)
         for ses in tqdm(sessions, desc=f"sub-{subject:02d} sessions", unit="session"):
             data, index, covs = {}, {}, []
             for part in reps:

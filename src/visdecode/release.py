@@ -15,6 +15,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
+from visdecode import brain_data
 from visdecode import things_eeg2 as fmt
 from visdecode.errors import InputError
 from visdecode.io import atomic_path, set_attrs
@@ -53,6 +54,7 @@ def run(data_dir: Path | str, subject: int, out: Path | str) -> None:
             data = parts[partition]["data"]
             f.create_dataset(name, data=data.astype(np.float32, copy=False))
             f[f"{name}_codes"] = np.arange(1, len(data) + 1)
+            brain_data.write_stimuli(f, name, *fmt.stimuli(meta, partition))
         f["ch_names"] = np.array(train["ch_names"], dtype=h5py.string_dtype())
         f["times"] = times
         set_attrs(

@@ -18,6 +18,10 @@ What is planted (and saved in `synthetic_truth.h5` so tests can check it is reco
   seeded weights (synthetic world only); ``synth_resnet18_glocal`` is the same backbone plus
   an affine transform fitted, as gLocal does, to odd-one-out judgements of simulated humans
   who judge by ``p``. The judgements come from a separate set of alignment images.
+* The null-alignment control (``human_judgements: nuisance``): the simulated humans judge by
+  the clutter instead (its blobs' number, mean colour and centroid), which the images show
+  but the EEG does not carry. Everything else (images, EEG, backbone) is the same world; only
+  the judgements, and so the aligned encoder, change. Alignment must then not help.
 """
 
 from __future__ import annotations
@@ -59,6 +63,8 @@ CONCEPT_WORDS = (
     "apple ball boat cake chair clock cup door egg fan fork hat kite lamp leaf moon nut pen "
     "ring rope shoe sock star tent tree vase wheel whale zebra anchor bell brick broom candle"
 ).split()
+JUDGEMENTS = ("perceptual", "nuisance")
+NUISANCE = ("blobs", "blob_red", "blob_green", "blob_blue", "blob_x", "blob_y")
 TARGET_FEATURES_SEED = 99999
 RESPONSE_S = 0.8  # length of one evoked response
 SOA_SAMPLES = 200  # 200 ms between onsets at 1000 Hz
@@ -70,7 +76,6 @@ class WorldConfig:
     """Scale and signal of the synthetic world; every field has a config.yaml key."""
 
     seed: int = 0
-    n_subjects: int = 2
     n_sessions: int = 4
     n_train_concepts: int = 100
     images_per_concept: int = 10
@@ -85,6 +90,7 @@ class WorldConfig:
     n_alignment_images: int = 600
     n_triplets: int = 30000
     judgement_noise: float = 0.3
+    human_judgements: str = "perceptual"  # perceptual | nuisance (the null-alignment control)
 
     @classmethod
     def from_dict(cls, d: dict) -> WorldConfig:
@@ -93,6 +99,13 @@ class WorldConfig:
         if unknown:
             raise ValueError(f"unknown synthetic-world option(s): {', '.join(sorted(unknown))}")
         return cls(**d)
+
+    def __post_init__(self):
+        if self.human_judgements not in JUDGEMENTS:
+            raise ValueError(
+                f"synthetic world: human_judgements '{self.human_judgements}': use one of "
+                f"{', '.join(JUDGEMENTS)}"
+            )
 
 
 # --------------------------------------------------------------------------- features
@@ -182,18 +195,26 @@ def _shape_polygon(shape: int, cx: float, cy: float, r: float, rot: float) -> li
 
 
 def render_image(
-    params: np.ndarray, size: int, rng: np.random.Generator, clutter: float = 0.35
+    params: np.ndarray, size: int, rng: np.random.Generator, clutter: float = 0.35,
+    nuisance: list | None = None,
 ) -> Image.Image:
-    """Draw one picture from its parameters, with random nuisance clutter."""
+    """Draw one picture from its parameters, with random nuisance clutter; `nuisance`, when
+    given, receives the clutter's description (NUISANCE: blob count, area-weighted mean colour
+    and centroid)."""  # fmt: skip
     hue, sat, light, background, obj_size, x, y, freq, theta, shape = params
     img = np.full((size, size, 3), background, dtype=np.float64)
-    # nuisance clutter: coloured blobs and a faint noise texture humans (and the EEG) ignore
+    # nuisance clutter: coloured blobs and a faint noise texture the EEG ignores
     yy, xx = np.mgrid[0:size, 0:size] / size
+    blobs = []
     for _ in range(rng.integers(3, 7)):
         bx, by, br = rng.uniform(0, 1), rng.uniform(0, 1), rng.uniform(0.03, 0.1)
         colour = rng.uniform(0, 1, 3)
+        blobs.append([*colour, bx, by, br**2])
         blob = clutter * np.exp(-((xx - bx) ** 2 + (yy - by) ** 2) / (2 * br**2))[..., None]
         img = img * (1 - blob) + blob * colour
+    if nuisance is not None:
+        b = np.array(blobs)
+        nuisance.append([len(b), *np.average(b[:, :5], axis=0, weights=b[:, 5])])
     img += rng.normal(0, 0.1 * clutter, img.shape)
     # the object: a striped shape
     mask_img = Image.new("L", (size, size), 0)
@@ -249,12 +270,18 @@ def write_images(root: Path, cfg: WorldConfig, render: bool = True) -> None:
 
     align_dir = root / "alignment" / "images"
     align_dir.mkdir(parents=True, exist_ok=True)
+    nuisance = []
     for i, p in enumerate(align_params if render else []):
-        picture = render_image(p, cfg.image_size, rng, cfg.clutter)
+        picture = render_image(p, cfg.image_size, rng, cfg.clutter, nuisance)
         picture.save(align_dir / f"align_{i:05d}.jpg", quality=92)
-    triplets, odd = simulate_odd_one_out(
-        standardise(align_feat), cfg.n_triplets, rng, cfg.judgement_noise
-    )
+    if cfg.human_judgements == "nuisance":
+        if not render:
+            raise ValueError("human_judgements 'nuisance' needs the images rendered")
+        nuisance = np.array(nuisance)
+        judged = (nuisance - nuisance.mean(0)) / nuisance.std(0).clip(1e-9)
+    else:
+        judged = standardise(align_feat)
+    triplets, odd = simulate_odd_one_out(judged, cfg.n_triplets, rng, cfg.judgement_noise)
 
     with h5py.File(root / "synthetic_truth.h5", "w") as f:
         f.attrs["description"] = (
@@ -270,6 +297,9 @@ def write_images(root: Path, cfg: WorldConfig, render: bool = True) -> None:
         f["alignment_features"] = standardise(align_feat)
         f["triplets"] = triplets
         f["odd_one_out"] = odd
+        f["odd_one_out"].attrs["judged_by"] = (
+            ", ".join(NUISANCE) if cfg.human_judgements == "nuisance" else ", ".join(FEATURES)
+        )
         f["alignment_files"] = [f"align_{i:05d}.jpg" for i in range(len(align_params))]
 
 
@@ -426,13 +456,14 @@ def write_subject(root: Path, subject: int, cfg: WorldConfig) -> list[Path]:
     return written
 
 
-def write_encoders(root: Path, batch_size: int = 64) -> dict:
-    """The synthetic encoder pair's weights: random backbone + fitted gLocal-style transform."""
+def write_encoders(root: Path, enc_dir: Path | None = None, batch_size: int = 64) -> dict:
+    """The synthetic encoder pair's weights (into `enc_dir`, default `root/encoders`): random
+    backbone + gLocal-style transform fitted to the world's simulated judgements."""
     import torch
 
     from visdecode import embed, image_encoders
 
-    enc_dir = root / "encoders"
+    enc_dir = Path(enc_dir) if enc_dir is not None else root / "encoders"
     enc_dir.mkdir(parents=True, exist_ok=True)
     backbone = image_encoders.synth_backbone()
     log.warning("synth_resnet18: RANDOM-INITIALISED weights (synthetic world only)")

@@ -11,10 +11,13 @@ unaligned over subjects, each subject first averaged over seeds. Wilcoxon signed
 corrected for the multiple pairs within each data set, regime, brain encoder and metric
 (statsmodels' multipletests; Holm by default). A test that cannot be computed (fewer than 2
 subjects, all differences zero) has p = NaN and is left out of the correction.
+
+controls.csv: the permutation control's retrieval against chance (`controls`).
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import warnings
 from pathlib import Path
@@ -130,6 +133,66 @@ def statistics(df: pd.DataFrame, correction: str = "holm") -> pd.DataFrame:
         )
     out["correction"] = correction
     return out
+
+
+def chance_interval(n_queries: int, n_way: int, level: float = 0.99) -> tuple[float, float]:
+    """Top-1 accuracy of a model at chance over n_queries test queries: the central `level`
+    interval of Binomial(n_queries, 1 / n_way) hits, as fractions."""
+    dist = stats.binom(n_queries, 1 / n_way)
+    tail = (1 - level) / 2
+    return float(dist.ppf(tail) / n_queries), float(dist.isf(tail) / n_queries)
+
+
+def controls(results: list[dict]) -> pd.DataFrame:
+    """The permutation control, per data set, regime, brain encoder and image encoder: top-1
+    and top-5 over every control run (subjects x seeds) against chance. Under chance the
+    top-1 hits of all its queries (runs x test images) are Binomial(queries, 1 / n_way): the
+    table gives that count's central 99% interval as accuracies, the two-sided binomial test's
+    p, and whether the accuracy lies inside the interval."""
+    df = pd.DataFrame(results)
+    if df.empty:
+        raise InputError("no control runs to summarise; set controls.permutation: true")
+    keys = ["dataset", "control", "regime", "brain_encoder", "image_encoder"]
+    rows = []
+    for key, d in df.groupby(keys, sort=True):
+        n_way = int(d.n_way.iloc[0])
+        if (d.n_way != n_way).any():
+            raise InputError(f"control runs of {dict(zip(keys, key))} differ in n-way")
+        queries = int(d.n_queries.sum())
+        hits = int(np.round(d.top1 * d.n_queries).sum())
+        low, high = chance_interval(queries, n_way)
+        top1 = hits / queries
+        rows.append(
+            {
+                **dict(zip(keys, key)),
+                "n_runs": len(d),
+                "n_subjects": d.subject.nunique(),
+                "n_seeds": d.seed.nunique(),
+                "n_way": n_way,
+                "n_queries": queries,
+                "top1": top1,
+                "top5": float((d.top5 * d.n_queries).sum() / queries),
+                "chance_top1": 1 / n_way,
+                "chance_top5": min(5 / n_way, 1.0),
+                "chance_top1_low": low,
+                "chance_top1_high": high,
+                "binomial_p": float(stats.binomtest(hits, queries, 1 / n_way).pvalue),
+                "at_chance": bool(low <= top1 <= high),
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def write_controls(run_files: list[Path | str], out: Path | str) -> pd.DataFrame:
+    results = []
+    for path in run_files:
+        with open(path) as fh:
+            results.append(json.load(fh))
+    t = controls(results)
+    with atomic_path(out) as tmp:
+        t.to_csv(tmp, index=False)
+    log.info("wrote %s (%d rows; %d at chance)", out, len(t), int(t.at_chance.sum()))
+    return t
 
 
 def write_summary(table: Path | str, out: Path | str) -> pd.DataFrame:

@@ -282,7 +282,11 @@ def load_raw(path: Path | str) -> dict:
 
 
 def load_image_metadata(path: Path | str) -> dict:
-    """Load `images/image_metadata.npy` (pickled dict with the four published keys)."""
+    """Load `images/image_metadata.npy` (pickled dict with the four published keys), checked to
+    be in event-code order: the code of a row is its position, and the data set numbers its
+    concepts by their folders (`NNNNN_concept`), so the folders' numbers must run 1, 2, ...
+    in blocks, a concept's images together. A reordered file is refused, since every event code
+    would then name the wrong image."""
     path = Path(path)
     if not path.is_file():
         raise InputError(f"{path}: image metadata not found; fetch or synthesise the images")
@@ -290,7 +294,41 @@ def load_image_metadata(path: Path | str) -> dict:
     missing = [k for k in METADATA_KEYS if k not in meta]
     if missing:
         raise InputError(f"{path}: metadata lacks key(s) {', '.join(missing)}")
+    for key in ("train", "test"):
+        folders = [str(c) for c in meta[f"{key}_img_concepts"]]
+        if len(folders) != len(meta[f"{key}_img_files"]):
+            raise InputError(
+                f"{path}: {key}_img_concepts and {key}_img_files differ in length; "
+                "fetch the image set again"
+            )
+        numbers = [_concept_number(f) for f in folders]
+        starts = [n for i, n in enumerate(numbers) if i == 0 or n != numbers[i - 1]]
+        if None in numbers or starts != list(range(1, len(starts) + 1)):
+            raise InputError(
+                f"{path}: {key} images are not in event-code order (concept folders "
+                "NNNNN_<concept> must run 1, 2, ... with each concept's images together); "
+                "use the data set's own image_metadata.npy"
+            )
     return meta
+
+
+def _concept_number(folder: str) -> int | None:
+    head, _, _ = folder.partition("_")
+    return int(head) if head.isdigit() else None
+
+
+def concept_name(folder: str) -> str:
+    """`00001_aardvark` -> `aardvark`."""
+    return folder.partition("_")[2] or folder
+
+
+def stimuli(meta: dict, partition: str) -> tuple[list[str], list[str]]:
+    """Per image condition in event-code order: its identity, the file's path relative to
+    `images/` (as the embedding files name their rows), and its concept."""
+    key = "train" if partition == "training" else "test"
+    folders, files = meta[f"{key}_img_concepts"], meta[f"{key}_img_files"]
+    paths = [f"{partition}_images/{c}/{f}" for c, f in zip(folders, files)]
+    return paths, [concept_name(str(c)) for c in folders]
 
 
 def image_paths(images_dir: Path | str, meta: dict, partition: str) -> list[Path]:

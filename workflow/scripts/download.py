@@ -4,7 +4,7 @@ from visdecode import download
 from visdecode.io import rule_logging
 
 rule_logging(snakemake.log[0])
-options = snakemake.params.options
+options = snakemake.config["download"]  # execution options: no rule params, they rerun nothing
 subject = snakemake.wildcards.get("subject")
 download.fetch(
     snakemake.params.part,

@@ -4,16 +4,21 @@ from pathlib import Path
 
 import torch
 
-from visdecode import embed
+from visdecode import embed, image_encoders
 from visdecode.io import rule_logging
 
 rule_logging(snakemake.log[0])
 torch.set_num_threads(snakemake.threads)
+name = snakemake.wildcards.image_encoder
+options = snakemake.config["embed"]  # execution options: no rule params, they rerun nothing
+synthetic = image_encoders.get(name).synthetic  # its weights are inputs, made by the world
 embed.run(
-    snakemake.wildcards.image_encoder,
+    name,
     Path(snakemake.input.metadata).parent,
-    snakemake.params.weights_dir,
+    Path(snakemake.input.weights[0]).parent if synthetic else snakemake.config["weights_dir"],
     snakemake.output[0],
-    **snakemake.params.options,
-    local_weights=snakemake.params.local_weights,
+    batch_size=options["batch_size"],
+    workers=options["workers"],
+    local_weights=snakemake.config.get("local_weights", {}).get(name),
+    compile=options["compile"],
 )

@@ -17,6 +17,7 @@ evaluate.run(
         "brain_encoder": w.brain_encoder,
         "image_encoder": w.image_encoder,
         "seed": int(w.seed),
+        "control": snakemake.params.control,
     },
     n_way=snakemake.params.n_way,
 )

@@ -7,7 +7,6 @@ from visdecode.io import rule_logging
 
 rule_logging(snakemake.log[0])
 options = dict(snakemake.params.options)
-options.pop("threads", None)  # a resource, not a parameter of the result
 options["baseline"] = tuple(options.get("baseline", (None, 0.0)))
 preprocess.run(
     Path(snakemake.input.metadata).parent.parent,  # data set root

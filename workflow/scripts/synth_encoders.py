@@ -9,4 +9,6 @@ from visdecode.io import rule_logging
 
 rule_logging(snakemake.log[0])
 torch.set_num_threads(snakemake.threads)
-synth.write_encoders(Path(snakemake.input.truth).parent)
+synth.write_encoders(
+    Path(snakemake.input.truth).parent, Path(snakemake.output.backbone).parent
+)

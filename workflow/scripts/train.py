@@ -1,4 +1,4 @@
-"""Rule train: one regime x subject x brain encoder x image encoder x seed."""
+"""Rule train: one regime x subject x brain encoder x image encoder x seed (or its control)."""
 
 from pathlib import Path
 
@@ -6,15 +6,18 @@ from visdecode import train
 from visdecode.io import rule_logging
 
 rule_logging(snakemake.log[0])
-w = snakemake.wildcards
+w, p = snakemake.wildcards, snakemake.params
 train.run(
     list(snakemake.input.brain),
     snakemake.input.embeddings,
-    snakemake.wildcards.brain_encoder,
-    int(snakemake.wildcards.seed),
+    w.brain_encoder,
+    int(w.seed),
     Path(snakemake.output.model).parent,
-    train.Recipe(**snakemake.params.recipe),
+    train.Recipe(**p.recipe),
     threads=snakemake.threads,
     regime=w.regime,
     test_subject=int(w.subject) if w.regime == "inter" else None,
+    val_split=p.val_split,
+    selection=p.selection,
+    permute=p.control == "permutation",
 )
