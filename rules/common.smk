@@ -4,13 +4,13 @@ import sys
 from snakemake.utils import validate
 
 sys.path.insert(0, os.path.join(workflow.basedir, "src"))
-from visdecode.derived_encoders import BACKBONE, with_backbones  # torch-free table
+# torch-free tables of derived encoders
+from visdecode.derived_encoders import BACKBONE, NULL, with_backbones
 
 validate(config, "../workflow/schemas/config.schema.yaml")
 
 DATASET = config["dataset"]
 DATA_DIR = config["data_dir"]
-WEIGHTS_DIR = config["weights_dir"]
 SYNTHETIC = config["synthetic"]["enabled"]
 WORLD = config["synthetic"]["world"]
 SUBJECTS = [f"{s:02d}" for s in config["subjects"]]
@@ -19,10 +19,22 @@ BRAIN_ENCODERS = config["brain_encoders"]
 REGIMES = config["regimes"]
 PAIRS = config["pairs"]
 IMAGE_ENCODERS = sorted({p[k] for p in PAIRS for k in ("aligned", "unaligned")})
+# The null-alignment control (controls.null_alignment): for each pair whose aligned encoder is
+# a transform of its unaligned one, `null_<aligned>` (the transform's directions randomised)
+# is trained and tested too, and compared with the unaligned encoder in controls.csv.
+NULL_PAIRS = [
+    {"aligned": f"null_{p['aligned']}", "unaligned": p["unaligned"], "pair": p["name"]}
+    for p in PAIRS
+    if config["controls"]["null_alignment"]
+    and f"null_{p['aligned']}" in NULL
+    and BACKBONE[p["aligned"]] == p["unaligned"]
+]
+NULL_ENCODERS = sorted({p["aligned"] for p in NULL_PAIRS})
 # gLocal encoders are derived from their backbone's embeddings (rule derive_embeddings);
 # the backbones are embedded from the images (rule embed) even when no pair names them.
-DERIVED_ENCODERS = [e for e in IMAGE_ENCODERS if e in BACKBONE]
-EMBEDDED_ENCODERS = [e for e in with_backbones(IMAGE_ENCODERS) if e not in BACKBONE]
+RUN_ENCODERS = IMAGE_ENCODERS + NULL_ENCODERS
+DERIVED_ENCODERS = [e for e in RUN_ENCODERS if e in BACKBONE]
+EMBEDDED_ENCODERS = [e for e in with_backbones(RUN_ENCODERS) if e not in BACKBONE]
 # The synthetic world's encoder pair is part of the world (made by rule synth_encoders);
 # weights_dir is the cache of every other encoder's downloaded weights.
 SYNTH_WEIGHTS = f"{DATA_DIR}/encoders"
@@ -69,9 +81,10 @@ def preprocess_options():
     return {**options, "n_sessions": N_SESSIONS}
 
 
-# Control runs (config: controls) live beside the real runs, under their own tree.
+# Control runs (config: controls): the permutation control's under their own tree.
 CONTROLS = [name for name, on in config["controls"].items() if on]
-TREES = {"runs": None, **{f"controls/{name}": name for name in CONTROLS}}
+TREES = {"runs": None}
+TREES |= {"controls/permutation": "permutation"} if "permutation" in CONTROLS else {}
 RUN = "results/{tree}/{dataset}/{regime}/sub-{subject}/{brain_encoder}/{image_encoder}/seed-{seed}"
 RUN_ID = RUN.removeprefix("results/")
 FIGURE_NAMES = [
@@ -100,7 +113,7 @@ wildcard_constraints:
     seed=r"\d+",
     regime="intra|inter",
     brain_encoder="|".join(BRAIN_ENCODERS),
-    image_encoder="|".join(with_backbones(IMAGE_ENCODERS)),
+    image_encoder="|".join(with_backbones(RUN_ENCODERS)),
 
 
 def raw_paths(subject):
@@ -154,8 +167,9 @@ def backbone_embeddings(wildcards):
 def transform_weights(wildcards):
     """A derived encoder's transform: made by the workflow in the synthetic world; otherwise
     fetched into the cache on use."""
-    if SYNTHETIC and wildcards.image_encoder.startswith("synth_"):
-        return [f"{SYNTH_WEIGHTS}/{wildcards.image_encoder}.pt"]
+    transform = NULL.get(wildcards.image_encoder, wildcards.image_encoder)
+    if SYNTHETIC and transform.startswith("synth_"):
+        return [f"{SYNTH_WEIGHTS}/{transform}.pt"]
     return []
 
 
@@ -189,8 +203,13 @@ def run_results(wildcards=None, regimes=None):
 
 
 def control_results(wildcards=None):
-    """Every control run's retrieval result (the same runs, under results/controls/<name>/)."""
-    return run_files("retrieval.json", trees=[t for t in TREES if TREES[t]])
+    """What controls.csv compares: the permutation control's runs, the null-alignment
+    control's runs and the unaligned runs they face."""
+    files = run_files("retrieval.json", trees=[t for t in TREES if TREES[t]])
+    if NULL_PAIRS:
+        encoders = NULL_ENCODERS + sorted({p["unaligned"] for p in NULL_PAIRS})
+        files += run_files("retrieval.json", encoders=encoders)
+    return files
 
 
 def control(wildcards):
@@ -223,7 +242,7 @@ def recipe(wildcards):
     return base
 
 
-def run_files(name, regimes=None, trees=("runs",)):
+def run_files(name, regimes=None, trees=("runs",), encoders=None):
     """One file of every run (e.g. metrics.csv, attribution.h5)."""
     return expand(
         f"{RUN}/{name}",
@@ -232,7 +251,7 @@ def run_files(name, regimes=None, trees=("runs",)):
         regime=regimes or REGIMES,
         subject=SUBJECTS,
         brain_encoder=BRAIN_ENCODERS,
-        image_encoder=IMAGE_ENCODERS,
+        image_encoder=encoders or IMAGE_ENCODERS,
         seed=SEEDS,
     )
 
@@ -295,6 +314,12 @@ if ATTRIBUTION_REGIME not in REGIMES:
     raise ValueError(
         f"config: figures.attribution_regime '{ATTRIBUTION_REGIME}' is not in "
         f"regimes {REGIMES}; add it there, choose one of them or null"
+    )
+if config["controls"]["null_alignment"] and not NULL_PAIRS:
+    raise ValueError(
+        "config: controls.null_alignment needs a pair whose aligned encoder is a transform of "
+        f"its unaligned one (gLocal: {sorted(NULL.values())[0]} with its backbone); none of "
+        "the pairs is"
     )
 if SYNTHETIC and preprocess_options()["test_reps"] > RECORDED_TEST_REPS:
     raise ValueError(

@@ -85,5 +85,7 @@ rule controls_table:
     resources:
         mem_mb=1000,
         runtime=10,
+    params:
+        null_pairs=NULL_PAIRS,
     script:
         "../workflow/scripts/controls_table.py"

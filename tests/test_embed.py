@@ -110,6 +110,31 @@ def test_derived_glocal_cache_equals_embedding_the_images(tmp_path):
     assert at_derived["preprocessing"] == at_direct["preprocessing"]
 
 
+def test_null_alignment_encoder_randomises_the_transforms_directions(tmp_path):
+    """null_<aligned>: the aligned transform with random singular vectors and the same singular
+    values, applied to the same cached backbone embeddings; seeded, so rebuilt identically."""
+    spec, weights_dir, images = glocal_world(tmp_path)
+    backbone = tmp_path / "b.h5"
+    embed.run("dino_vitb16", images, weights_dir, backbone, batch_size=4)
+    null = f"null_{spec.name}"
+    assert BACKBONE[null] == "dino_vitb16" and null in with_backbones([null])
+    embed.derive(null, backbone, weights_dir, tmp_path / "null.h5")
+    embed.derive(null, backbone, weights_dir, tmp_path / "again.h5")
+    _, head, _ = image_encoders.load_head(spec.name, weights_dir)
+    _, null_head, _ = image_encoders.load_head(null, weights_dir)
+    w, w0 = null_head.weight.detach().double(), head.weight.detach().double()
+    torch.testing.assert_close(torch.linalg.svdvals(w), torch.linalg.svdvals(w0), rtol=1e-5, atol=1e-6)
+    cosines = torch.nn.functional.cosine_similarity(w, w0, dim=0)
+    assert cosines.abs().max() < 0.3  # no column kept its direction
+    raw = torch.from_numpy(read(backbone)[0]["train"])
+    with torch.no_grad():
+        expected = null_head(raw).numpy()
+    null_out, again = read(tmp_path / "null.h5")[0], read(tmp_path / "again.h5")[0]
+    np.testing.assert_allclose(null_out["train"], expected, rtol=1e-5, atol=1e-4)
+    np.testing.assert_array_equal(null_out["train"], again["train"])
+    assert image_encoders.get(null).weights.startswith("CONTROL: ")
+
+
 def test_derive_refuses_another_encoders_cache(tmp_path):
     spec, weights_dir, images = glocal_world(tmp_path)
     wrong = tmp_path / "clip.h5"

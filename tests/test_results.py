@@ -121,6 +121,48 @@ def test_statistics_with_one_subject_are_nan_and_bad_input_is_named(tmp_path):
     assert not (tmp_path / "summary.csv").exists()
 
 
+def control_run(encoder, subject, seed, top1, control=None, n=100) -> dict:
+    return {"dataset": "d", "regime": "intra", "brain_encoder": "nice", "image_encoder": encoder,
+            "subject": subject, "seed": seed, "n_way": n, "n_queries": n, "top1": top1,
+            "top5": min(1.0, 5 * top1), "control": control}  # fmt: skip
+
+
+def test_permutation_control_against_the_binomial_interval():
+    """Binomial(400, 1/100) hits at chance: the central 99% interval, from the summed pmf (the
+    smallest counts whose cumulative probability reaches 0.005 and 0.995); its upper end is at
+    chance, one more hit is not."""
+    cdf = np.cumsum(stats.binom(400, 0.01).pmf(np.arange(401)))
+    low, high = int(np.argmax(cdf >= 0.005)), int(np.argmax(cdf >= 0.995))
+    assert tables.chance_interval(400, 100) == (low / 400, high / 400) == (0.0, 10 / 400)
+    for hits, at_chance in ((high, True), (high + 1, False)):
+        runs = [control_run("a", s, 7, h / 100, "permutation") for s, h in
+                zip((1, 2, 3, 4), (hits // 4 + (hits % 4 > i) for i in range(4)))]  # fmt: skip
+        row = tables.controls(runs).iloc[0]
+        assert row.n_queries == 400 and row.top1 == pytest.approx(hits / 400)
+        assert row.passes == at_chance and row.reference == "chance"
+        assert row.p == pytest.approx(stats.binomtest(hits, 400, 0.01).pvalue)
+
+
+def test_null_alignment_control_fails_only_when_the_null_is_better():
+    pair = [{"aligned": "null_a", "unaligned": "a"}]
+    ref = [control_run("a", s, seed, 0.20 + 0.01 * s) for s in range(1, 5) for seed in (7, 8)]
+    for gain, passes in ((-0.05, True), (0.0, True), (0.06, False)):
+        noise = np.random.default_rng(0).normal(0, 0.005, 8)
+        null = [{**r, "image_encoder": "null_a", "top1": r["top1"] + gain + e}
+                for r, e in zip(ref, noise)]  # fmt: skip
+        row = tables.controls(ref + null, pair).iloc[0]
+        assert row.control == "null_alignment" and row.reference == "a" and row.n_runs == 8
+        assert row.difference == pytest.approx(gain + noise.mean())
+        assert row.passes == passes
+    null = [{**r, "image_encoder": "null_a", "top1": r["top1"] + 0.06 + 0.001 * r["subject"] ** 2}
+            for r in ref]  # fmt: skip
+    row = tables.controls(ref + null, pair).iloc[0]
+    per_subject = [0.06 + 0.001 * s**2 for s in range(1, 5)]
+    assert row.p == pytest.approx(stats.ttest_1samp(per_subject, 0, alternative="greater").pvalue)
+    with pytest.raises(InputError, match="no control runs"):
+        tables.controls([])
+
+
 # ------------------------------------------------------------------ attribution
 @pytest.mark.parametrize("name", sorted(brain_encoders.REGISTRY))
 def test_cam_layer_receptive_fields(name):

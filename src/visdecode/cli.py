@@ -146,7 +146,8 @@ def _stats(a: argparse.Namespace) -> None:
 def _controls(a: argparse.Namespace) -> None:
     from visdecode import tables
 
-    tables.write_controls(a.runs, a.out)
+    null_pairs = [{"aligned": n, "unaligned": u} for n, u in a.null_pair or []]
+    tables.write_controls(a.runs, a.out, null_pairs)
 
 
 def _attribution(a: argparse.Namespace) -> None:
@@ -326,7 +327,14 @@ def parser() -> argparse.ArgumentParser:
     s.set_defaults(func=_stats)
 
     s = sub.add_parser("controls", help="control runs' retrieval against chance: controls.csv")
-    s.add_argument("--runs", nargs="+", required=True, help="retrieval.json of control runs")
+    s.add_argument(
+        "--runs", nargs="+", required=True,
+        help="retrieval.json of the control runs (and of the unaligned runs the null faces)",
+    )  # fmt: skip
+    s.add_argument(
+        "--null-pair", nargs=2, action="append", metavar=("NULL", "UNALIGNED"),
+        help="a null-alignment encoder and the unaligned encoder it is compared with",
+    )  # fmt: skip
     s.add_argument("--out", required=True)
     s.set_defaults(func=_controls)
 

@@ -32,6 +32,13 @@ BACKBONE = {name: backbone for name, (backbone, _) in GLOCAL.items()} | {
     "synth_resnet18_glocal": "synth_resnet18",
 }
 
+# The null-alignment control for real data (config controls.null_alignment): `null_<aligned>`
+# is the aligned encoder's transform with its directions drawn at random (its singular vectors
+# replaced by seeded random orthogonal ones, its singular values kept): a change of the
+# backbone's space as large as the alignment's, but carrying no human judgement.
+NULL = {f"null_{aligned}": aligned for aligned in BACKBONE}
+BACKBONE |= {null: BACKBONE[aligned] for null, aligned in NULL.items()}
+
 
 def with_backbones(encoders) -> list[str]:
     """The encoders plus the backbones their derived ones need, sorted."""

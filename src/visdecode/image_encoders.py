@@ -19,12 +19,15 @@ not here. Families:
   ``synth_resnet18`` (timm's ResNet-18 definition, weights drawn with a fixed seed) and
   ``synth_resnet18_glocal`` (the same backbone and an affine transform fitted, as gLocal does,
   to simulated human odd-one-out judgements).
+* null (the null-alignment control, `visdecode.derived_encoders.NULL`): ``null_<aligned>`` for
+  every transform-aligned encoder, its transform's directions randomised (`random_directions`).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import logging
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,7 +37,7 @@ import torch
 from torch import nn
 
 from visdecode import weights
-from visdecode.derived_encoders import GLOCAL
+from visdecode.derived_encoders import GLOCAL, NULL
 from visdecode.errors import InputError
 from visdecode.weights import WeightFile
 
@@ -390,6 +393,46 @@ REGISTRY: dict[str, EncoderSpec] = {
 REGISTRY.update(
     {name: _glocal(name, REGISTRY[backbone], path) for name, (backbone, path) in GLOCAL.items()}
 )
+
+
+def random_directions(head: AffineHead, seed: int) -> AffineHead:
+    """The transform with W = U S V^T replaced by Q1 S Q2^T, Q1 and Q2 seeded random orthogonal
+    matrices (Haar, from the QR of Gaussian matrices): the same singular values, so a change of
+    the space as large, in directions that carry nothing of the judgements it was fitted to.
+    Centring, scale and bias are kept."""
+    gen = torch.Generator().manual_seed(seed)
+    w = head.weight.detach().double()
+    s = torch.linalg.svdvals(w)
+
+    def haar(n: int) -> torch.Tensor:
+        q, r = torch.linalg.qr(torch.randn(n, n, generator=gen, dtype=torch.float64))
+        return q * torch.sign(torch.diagonal(r))
+
+    with torch.no_grad():
+        head.weight.copy_((haar(len(s)) * s) @ haar(len(s)).T)
+    return head.eval()
+
+
+def _null(name: str, aligned: EncoderSpec) -> EncoderSpec:
+    seed = zlib.crc32(name.encode())
+
+    def head(paths: list[Path]) -> nn.Module:
+        return random_directions(aligned.head(paths), seed)
+
+    def build(paths: list[Path]) -> nn.Module:
+        return nn.Sequential(REGISTRY[aligned.backbone].build(paths[:1]), head(paths[1:])).eval()
+
+    return dataclasses.replace(
+        aligned,
+        name=name,
+        weights=f"CONTROL: {aligned.weights}, the transform's directions randomised (seed "
+        f"{seed}, singular values kept)",
+        build=build,
+        head=head,
+    )
+
+
+REGISTRY.update({null: _null(null, REGISTRY[aligned]) for null, aligned in NULL.items()})
 
 
 DREAMSIM = ("clip_vitb32", "open_clip_vitb32", "dino_vitb16", "dinov2_vitb14", "synclr_vitb16",

@@ -143,55 +143,91 @@ def chance_interval(n_queries: int, n_way: int, level: float = 0.99) -> tuple[fl
     return float(dist.ppf(tail) / n_queries), float(dist.isf(tail) / n_queries)
 
 
-def controls(results: list[dict]) -> pd.DataFrame:
-    """The permutation control, per data set, regime, brain encoder and image encoder: top-1
-    and top-5 over every control run (subjects x seeds) against chance. Under chance the
-    top-1 hits of all its queries (runs x test images) are Binomial(queries, 1 / n_way): the
-    table gives that count's central 99% interval as accuracies, the two-sided binomial test's
-    p, and whether the accuracy lies inside the interval."""
+CONTROL_COLUMNS = [
+    "dataset", "control", "regime", "brain_encoder", "image_encoder", "reference", "n_runs",
+    "n_subjects", "n_seeds", "n_way", "n_queries", "top1", "top5", "reference_top1",
+    "difference", "chance_low", "chance_high", "p", "passes",
+]  # fmt: skip
+
+
+def controls(results: list[dict], null_pairs: list[dict] = ()) -> pd.DataFrame:
+    """The controls, one row per data set, control, regime, brain encoder and image encoder.
+
+    permutation (runs trained with the pairing shuffled): top-1 over every control run
+    (subjects x seeds) against chance. Under chance the top-1 hits of all its queries (runs x
+    test images) are Binomial(queries, 1 / n_way): chance_low and chance_high bound that
+    count's central 99% interval (as accuracies), p is the two-sided binomial test, and the
+    control passes when top-1 lies inside the interval.
+
+    null_alignment (`null_pairs`: {aligned: null_<encoder>, unaligned}): the randomised
+    transform's runs against the unaligned encoder's, paired by subject and seed: difference
+    is their mean paired difference, p the one-sided paired t-test over subjects (seeds
+    averaged first) that the null encoder is better; it passes unless it is better with
+    p < 0.05.
+    """
     df = pd.DataFrame(results)
     if df.empty:
-        raise InputError("no control runs to summarise; set controls.permutation: true")
-    keys = ["dataset", "control", "regime", "brain_encoder", "image_encoder"]
+        raise InputError("no control runs to summarise; set controls.permutation or "
+                         "controls.null_alignment")  # fmt: skip
+    df["control"] = df.get("control", pd.Series(index=df.index, dtype=object))
+    keys = ["dataset", "regime", "brain_encoder"]
     rows = []
-    for key, d in df.groupby(keys, sort=True):
+    for key, d in df[df.control == "permutation"].groupby([*keys, "image_encoder"], sort=True):
         n_way = int(d.n_way.iloc[0])
         if (d.n_way != n_way).any():
-            raise InputError(f"control runs of {dict(zip(keys, key))} differ in n-way")
+            raise InputError(f"permutation runs of {key} differ in n-way")
         queries = int(d.n_queries.sum())
         hits = int(np.round(d.top1 * d.n_queries).sum())
         low, high = chance_interval(queries, n_way)
         top1 = hits / queries
-        rows.append(
-            {
-                **dict(zip(keys, key)),
-                "n_runs": len(d),
-                "n_subjects": d.subject.nunique(),
-                "n_seeds": d.seed.nunique(),
-                "n_way": n_way,
-                "n_queries": queries,
-                "top1": top1,
-                "top5": float((d.top5 * d.n_queries).sum() / queries),
-                "chance_top1": 1 / n_way,
-                "chance_top5": min(5 / n_way, 1.0),
-                "chance_top1_low": low,
-                "chance_top1_high": high,
-                "binomial_p": float(stats.binomtest(hits, queries, 1 / n_way).pvalue),
-                "at_chance": bool(low <= top1 <= high),
-            }
-        )
-    return pd.DataFrame(rows)
+        rows.append(_control_row(key, "permutation", "chance", d, queries, top1, 1 / n_way,
+                                 top1 - 1 / n_way, low, high,
+                                 stats.binomtest(hits, queries, 1 / n_way).pvalue,
+                                 low <= top1 <= high))  # fmt: skip
+    real = df[df.control.isna()]
+    for pair in null_pairs:
+        runs = {a: real[real.image_encoder == pair[a]] for a in ("aligned", "unaligned")}
+        for key, d in runs["aligned"].groupby(keys, sort=True):
+            both = d.merge(runs["unaligned"], on=[*keys, "subject", "seed"], suffixes=("", "_ref"))
+            if both.empty:
+                raise InputError(f"null-alignment runs of {key} have no {pair['unaligned']} runs")
+            per_subject = both.groupby("subject")[["top1", "top1_ref"]].mean()
+            diff = per_subject.top1 - per_subject.top1_ref
+            p = np.nan
+            if len(diff) > 1 and diff.std() > 0:
+                p = float(stats.ttest_1samp(diff, 0.0, alternative="greater").pvalue)
+            mean_diff = float((both.top1 - both.top1_ref).mean())
+            rows.append(_control_row((*key, pair["aligned"]), "null_alignment", pair["unaligned"],
+                                     both, int(both.n_queries.sum()), both.top1.mean(),
+                                     both.top1_ref.mean(), mean_diff, np.nan, np.nan, p,
+                                     not (mean_diff > 0 and p < 0.05)))  # fmt: skip
+    return pd.DataFrame(rows, columns=CONTROL_COLUMNS)
 
 
-def write_controls(run_files: list[Path | str], out: Path | str) -> pd.DataFrame:
+def _control_row(key, control, reference, d, queries, top1, ref_top1, diff, low, high, p, passes):
+    dataset, regime, brain_encoder, image_encoder = key
+    return {
+        "dataset": dataset, "control": control, "regime": regime, "brain_encoder": brain_encoder,
+        "image_encoder": image_encoder, "reference": reference, "n_runs": len(d),
+        "n_subjects": d.subject.nunique(), "n_seeds": d.seed.nunique(),
+        "n_way": int(d.n_way.iloc[0]), "n_queries": queries, "top1": float(top1),
+        "top5": float((d.top5 * d.n_queries).sum() / d.n_queries.sum()),
+        "reference_top1": float(ref_top1), "difference": float(diff), "chance_low": low,
+        "chance_high": high, "p": float(p), "passes": bool(passes),
+    }  # fmt: skip
+
+
+def write_controls(
+    run_files: list[Path | str], out: Path | str, null_pairs: list[dict] = ()
+) -> pd.DataFrame:
     results = []
     for path in run_files:
         with open(path) as fh:
             results.append(json.load(fh))
-    t = controls(results)
+    t = controls(results, null_pairs)
     with atomic_path(out) as tmp:
         t.to_csv(tmp, index=False)
-    log.info("wrote %s (%d rows; %d at chance)", out, len(t), int(t.at_chance.sum()))
+    log.info("wrote %s (%d rows; %d pass)", out, len(t), int(t.passes.sum()))
     return t
 
 
