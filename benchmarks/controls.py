@@ -100,7 +100,7 @@ def main() -> None:
     controls = pd.read_csv(root / "planted" / "results" / "tables" / "controls.csv")
     controls = controls[
         ["control", "regime", "image_encoder", "reference", "n_runs", "n_queries", "n_way",
-         "top1", "reference_top1", "difference", "chance_low", "chance_high", "p", "passes"]
+         "top1", "reference_top1", "difference", "chance_low", "chance_high", "p", "verdict"]
     ]  # fmt: skip
 
     world = base["synthetic"]["world"]
@@ -132,9 +132,10 @@ def main() -> None:
         "## Permutation and random-direction controls (results/tables/controls.csv)",
         "",
         "`controls.permutation: true` (reference: chance; passes inside the central 99% "
-        "interval) and `controls.null_alignment: true` (null_synth_resnet18_glocal, the aligned "
-        "transform's directions randomised, against the unaligned encoder; passes unless better "
-        "with one-sided paired p < 0.05).",
+        "interval, Bonferroni-widened over the rows) and `controls.null_alignment: true` "
+        "(null_synth_resnet18_glocal, the aligned transform's directions randomised, against "
+        "the unaligned encoder; passes when not better, fails when better with one-sided "
+        "paired p < 0.05, else undetermined).",
         "",
         controls.round(4).to_markdown(index=False),
         "",

@@ -51,7 +51,6 @@ RECORDED_TEST_REPS = WORLD["test_reps_per_session"] if SYNTHETIC else 20
 # changing one reruns nothing; the scripts read them from the config (config/README.md).
 EXECUTION_OPTIONS = {
     "weights_dir": True,
-    "local_weights": True,  # the checkpoint files themselves are inputs
     "download": ["enabled", "timeout", "retries", "keep_archives", "mirrors"],
     "preprocess": ["threads"],
     "embed": ["batch_size", "workers", "compile"],

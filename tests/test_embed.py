@@ -133,6 +133,10 @@ def test_null_alignment_encoder_randomises_the_transforms_directions(tmp_path):
     np.testing.assert_allclose(null_out["train"], expected, rtol=1e-5, atol=1e-4)
     np.testing.assert_array_equal(null_out["train"], again["train"])
     assert image_encoders.get(null).weights.startswith("CONTROL: ")
+    attrs = read(tmp_path / "null.h5")[2]
+    s = torch.linalg.svdvals(w0)
+    assert attrs["singular_value_spread"] == pytest.approx(float(s.std() / s.mean()), rel=1e-6)
+    assert attrs["null_seed"] == null_head.control["null_seed"]
 
 
 def test_derive_refuses_another_encoders_cache(tmp_path):

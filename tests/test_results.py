@@ -139,28 +139,38 @@ def test_permutation_control_against_the_binomial_interval():
                 zip((1, 2, 3, 4), (hits // 4 + (hits % 4 > i) for i in range(4)))]  # fmt: skip
         row = tables.controls(runs).iloc[0]
         assert row.n_queries == 400 and row.top1 == pytest.approx(hits / 400)
-        assert row.passes == at_chance and row.reference == "chance"
+        assert row.verdict == ("pass" if at_chance else "fail") and row.reference == "chance"
         assert row.p == pytest.approx(stats.binomtest(hits, 400, 0.01).pvalue)
 
 
 def test_null_alignment_control_fails_only_when_the_null_is_better():
     pair = [{"aligned": "null_a", "unaligned": "a"}]
     ref = [control_run("a", s, seed, 0.20 + 0.01 * s) for s in range(1, 5) for seed in (7, 8)]
-    for gain, passes in ((-0.05, True), (0.0, True), (0.06, False)):
+    for gain, verdict in ((-0.05, "pass"), (0.0, "undetermined"), (0.06, "fail")):
         noise = np.random.default_rng(0).normal(0, 0.005, 8)
         null = [{**r, "image_encoder": "null_a", "top1": r["top1"] + gain + e}
                 for r, e in zip(ref, noise)]  # fmt: skip
         row = tables.controls(ref + null, pair).iloc[0]
         assert row.control == "null_alignment" and row.reference == "a" and row.n_runs == 8
         assert row.difference == pytest.approx(gain + noise.mean())
-        assert row.passes == passes
+        assert row.verdict == verdict
     null = [{**r, "image_encoder": "null_a", "top1": r["top1"] + 0.06 + 0.001 * r["subject"] ** 2}
             for r in ref]  # fmt: skip
     row = tables.controls(ref + null, pair).iloc[0]
     per_subject = [0.06 + 0.001 * s**2 for s in range(1, 5)]
     assert row.p == pytest.approx(stats.ttest_1samp(per_subject, 0, alternative="greater").pvalue)
+    one = [r for r in ref + null if r["subject"] == 1]  # one subject: no test, no verdict either way
+    assert tables.controls(one, pair).iloc[0].verdict == "undetermined"
     with pytest.raises(InputError, match="no control runs"):
         tables.controls([])
+
+
+def test_many_permutation_rows_widen_the_interval():
+    """Bonferroni over the rows: 20 rows are each tested at 1 - 0.01 / 20."""
+    runs = [control_run(f"e{i}", 1, 7, 0.01, "permutation") for i in range(20)]
+    table = tables.controls(runs)
+    assert (table.chance_high == tables.chance_interval(100, 100, 1 - 0.01 / 20)[1]).all()
+    assert table.chance_high.iloc[0] > tables.chance_interval(100, 100)[1]
 
 
 # ------------------------------------------------------------------ attribution

@@ -184,7 +184,7 @@ def test_leave_one_subject_out(learnable):
 
 
 def test_leave_one_subject_out_batches_hold_repeated_images(learnable):
-    """Three subjects: the model for held-out subject 1 trains on 2 and 3, so each image has
+    """Of three subjects, the model for held-out subject 1 trains on 2 and 3, so each image has
     two rows and one batch can hold both. They are positives for one another: the batch's
     loss is the multi-positive yardstick, not CLIP's loss with an image as its own negative."""
     with h5py.File(learnable / "brain.h5") as f:
@@ -262,8 +262,13 @@ def test_validation_by_concept_holds_out_whole_concepts():
     assert set(concepts[by_image[0]]) & set(concepts[by_image[1]])  # the published split leaks
     # one image per concept: at least 2 validation images, so 2 concepts
     assert len(train.split_images(np.arange(15).astype(str), 0.01, 0)[1]) == 2
-    with pytest.raises(InputError, match="2 or more training concepts.*val_split: image"):
+    with pytest.raises(InputError, match="2 or more validation and 2 or more training.*val_split: image"):
         train.split_images(np.array(["a"] * 10), 0.1, 0)
+    # a fraction that would leave nothing to train on keeps one concept at least
+    tr, va = train.split_images(concepts, 0.99, 0)
+    assert len(tr) == 10 and len(va) == 290
+    with pytest.raises(InputError, match="3 training images leave 1 to train on after 2"):
+        train.split_images(np.arange(3).astype(str), 0.1, 0, "image")
 
 
 def test_no_weight_decay_on_temperature_biases_and_norms():
@@ -352,10 +357,8 @@ def test_ties_count_as_random_tie_breaking(n_way):
     sim = rng.integers(0, 4, size=(12, 12)).astype(float)  # many ties, some with the true image
     got = evaluate.topk_accuracy(sim, ks=(1, 3), n_way=n_way, seed=5)
     n = len(sim)
-    if n_way:  # the same distractors as the function draws
-        order = np.random.default_rng(5).permuted(np.broadcast_to(np.arange(n - 1), (n, n - 1)), axis=1)
-        pick = order[:, : n_way - 1]
-        pick = pick + (pick >= np.arange(n)[:, None])
+    if n_way:  # the same distractors as the function draws (checked below)
+        pick = evaluate.distractors(n, n_way, 5)
         galleries = [np.concatenate([[i], pick[i]]) for i in range(n)]
     else:
         galleries = [np.arange(n)] * n
@@ -370,6 +373,19 @@ def test_ties_count_as_random_tie_breaking(n_way):
     for k in (1, 3):
         assert got[f"top{k}"] == pytest.approx(np.mean(hits[k]), abs=0.01)
     assert 0 < got["top1"] < 1
+
+
+def test_distractors_are_distinct_other_images_drawn_uniformly():
+    n, n_way = 10, 4
+    draws = np.stack([evaluate.distractors(n, n_way, seed) for seed in range(2000)])
+    assert draws.shape == (2000, n, n_way - 1)
+    assert all(len(set(row)) == n_way - 1 for row in draws.reshape(-1, n_way - 1))
+    assert not (draws == np.arange(n)[None, :, None]).any()  # never the query's own image
+    counts = np.stack([np.bincount(draws[:, i].ravel(), minlength=n) for i in range(n)])
+    expected = 2000 * (n_way - 1) / (n - 1)  # each other image equally often
+    others = counts[~np.eye(n, dtype=bool)]
+    assert np.abs(others - expected).max() < 5 * np.sqrt(expected) and (counts.diagonal() == 0).all()
+    assert np.array_equal(evaluate.distractors(n, n_way, 3), evaluate.distractors(n, n_way, 3))
 
 
 def test_a_model_with_non_finite_output_writes_no_result(learnable):
@@ -429,6 +445,14 @@ def test_evaluation_centres_with_the_vector_stored_at_training(learnable):
     np.testing.assert_array_equal(before, after)
     ckpt = torch.load(learnable / "r" / "model.pt", weights_only=True)
     np.testing.assert_allclose(ckpt["image_centre"].numpy(), train_e.mean(0), rtol=1e-5, atol=1e-6)
+    with h5py.File(learnable / "emb.h5", "a") as f:
+        f.attrs["weights_sha256"] = "a" * 64
+    train.run(learnable / "brain.h5", learnable / "emb.h5", "nice", 2, learnable / "s",
+              train.Recipe(epochs=1, batch_size=32))  # fmt: skip
+    with h5py.File(learnable / "rebuilt.h5", "a") as f:
+        f.attrs["weights_sha256"] = "b" * 64
+    with pytest.raises(InputError, match=r"rebuilt.h5: embeddings of other weights \(SHA-256 bbbbbbbbbbbb"):
+        evaluate.retrieve(learnable / "s" / "model.pt", learnable / "brain.h5", learnable / "rebuilt.h5")
     write_embeddings(learnable / "clip.h5", train_e, test_e, encoder="clip_vitb32")
     with pytest.raises(InputError, match="embeddings of 'clip_vitb32', but .*model.pt was trained on those of 'toy'"):
         evaluate.retrieve(learnable / "r" / "model.pt", learnable / "brain.h5", learnable / "clip.h5")
@@ -445,3 +469,44 @@ def test_permutation_control_shuffles_the_pairing_only(learnable):
     assert key(real.w) == key(shuffled.w)  # the same embeddings, reassigned
     again = train.TrainingSet.load([learnable / "brain.h5"], learnable / "emb.h5", cpu, 7)
     assert torch.equal(again.w, shuffled.w)
+
+
+@pytest.fixture(scope="module")
+def three_subjects(tmp_path_factory, world_cfg):
+    """A tiny synthetic world of 3 subjects, preprocessed, with its backbone's embeddings."""
+    from visdecode import embed, preprocess, synth
+
+    root = tmp_path_factory.mktemp("three")
+    synth.write_images_atomic(root, world_cfg)
+    synth.write_encoders(root)
+    params = preprocess.Params(test_reps=world_cfg.test_reps_per_session)
+    for s in (1, 2, 3):
+        synth.write_subject(root, s, world_cfg)
+        preprocess.run(root, s, root / f"sub-{s:02d}.h5", params, threads=2)
+    embed.run("synth_resnet18", root / "images", root / "encoders", root / "emb.h5")
+    return root
+
+
+def test_leave_one_subject_out_on_a_world_of_three(three_subjects):
+    """Held-out subject 1, trained on 2 and 3: every image has two rows, batches hold both
+    copies of some images, and the run trains on them as positives, then meets subject 1."""
+    root = three_subjects
+    data = train.TrainingSet.load([root / "sub-02.h5", root / "sub-03.h5"], root / "emb.h5",
+                                  torch.device("cpu"))  # fmt: skip
+    assert data.n_subjects == 2 and len(data.x) == 2 * len(data.w)
+    assert torch.equal(torch.bincount(data.image), torch.full((len(data.w),), 2))
+    tr, _ = train.split_images(data.concepts, 0.1, 7)
+    rows = data.rows(tr)
+    idx = rows[torch.randperm(len(rows), generator=torch.Generator().manual_seed(7))][:16]
+    image = data.image[idx]
+    assert len(torch.unique(image)) < len(image)  # a batch of 16 from 2 x 21 rows repeats
+    v = torch.nn.functional.normalize(torch.randn(len(idx), data.w.shape[1]), dim=1)
+    loss = train.symmetric_infonce(v, data.w[image], torch.tensor(np.log(25.0)), image).item()
+    assert loss == pytest.approx(multi_positive(v, data.w[image], image, 0.04), rel=1e-5)
+    info = train.run([root / "sub-02.h5", root / "sub-03.h5"], root / "emb.h5", "nice", 7,
+                     root / "loso", train.Recipe(epochs=3, batch_size=16, lr=1e-3),
+                     regime="inter", test_subject=1)  # fmt: skip
+    assert info["n_subjects"] == 2 and info["brains"][0].endswith("sub-02.h5")
+    result = evaluate.run(root / "loso" / "model.pt", root / "sub-01.h5", root / "emb.h5",
+                          root / "loso" / "retrieval.json", {"regime": "inter"})  # fmt: skip
+    assert result["n_queries"] == 6 and 0 <= result["top1"] <= 1

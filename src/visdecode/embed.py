@@ -199,6 +199,7 @@ def derive(
             "weights_sha256": weights.sha256(*head_paths),  # the transform's
             "backbone_weights_sha256": attrs["weights_sha256"],
             "derived_from": str(backbone_cache),
+            **getattr(head, "control", {}),
             **{f"derive_{k}": v for k, v in provenance(device, False).items()},
         },
     )

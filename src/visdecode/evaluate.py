@@ -44,18 +44,24 @@ def topk_accuracy(sim: np.ndarray, ks=(1, 5), n_way: int | None = None, seed: in
     true = np.diag(sim)[:, None]
     if n_way == n:
         others = ~np.eye(n, dtype=bool)
-    else:  # n_way - 1 distractors per query: the first of a seeded random order of the others
-        rng = np.random.default_rng(seed)
-        order = rng.permuted(np.broadcast_to(np.arange(n - 1), (n, n - 1)), axis=1)
-        pick = order[:, : n_way - 1]
-        pick += pick >= np.arange(n)[:, None]  # skip the query's own image
+    else:
         others = np.zeros((n, n), dtype=bool)
-        np.put_along_axis(others, pick, True, axis=1)
+        np.put_along_axis(others, distractors(n, n_way, seed), True, axis=1)
     greater = ((sim > true) & others).sum(axis=1)
     equal = ((sim == true) & others).sum(axis=1)
     return {
         f"top{k}": float(np.clip((k - greater) / (equal + 1), 0, 1).mean()) for k in ks
     }
+
+
+def distractors(n: int, n_way: int, seed: int) -> np.ndarray:
+    """(n, n_way - 1): per query i, n_way - 1 distinct gallery items other than i, drawn
+    uniformly (the first of a seeded random order of the others)."""
+    order = np.random.default_rng(seed).permuted(
+        np.broadcast_to(np.arange(n - 1), (n, n - 1)), axis=1
+    )
+    pick = order[:, : n_way - 1]
+    return pick + (pick >= np.arange(n)[:, None])  # skip the query's own image
 
 
 def load_run(
@@ -75,6 +81,12 @@ def load_run(
         raise InputError(
             f"{embeddings}: embeddings of '{encoder}', but {model_path} was trained on those "
             f"of '{info['image_encoder']}'; give that encoder's embeddings"
+        )
+    trained, given = info.get("image_weights_sha256", ""), str(emb["attrs"].get("weights_sha256", ""))
+    if trained and given and trained != given:
+        raise InputError(
+            f"{embeddings}: embeddings of other weights (SHA-256 {given[:12]}...) than "
+            f"{model_path} was trained with ({trained[:12]}...); train the run again"
         )
     stimuli, _ = brain_data.read_stimuli(brain, "test")
     rows = brain_data.match(stimuli, emb["test_files"], brain, embeddings)

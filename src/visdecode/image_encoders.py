@@ -410,6 +410,9 @@ def random_directions(head: AffineHead, seed: int) -> AffineHead:
 
     with torch.no_grad():
         head.weight.copy_((haar(len(s)) * s) @ haar(len(s)).T)
+    # recorded with the embeddings: near 0, the transform is close to a scaled rotation, and
+    # both it and this null change the space little
+    head.control = {"null_seed": seed, "singular_value_spread": float(s.std() / s.mean())}
     return head.eval()
 
 

@@ -146,24 +146,29 @@ def chance_interval(n_queries: int, n_way: int, level: float = 0.99) -> tuple[fl
 CONTROL_COLUMNS = [
     "dataset", "control", "regime", "brain_encoder", "image_encoder", "reference", "n_runs",
     "n_subjects", "n_seeds", "n_way", "n_queries", "top1", "top5", "reference_top1",
-    "difference", "chance_low", "chance_high", "p", "passes",
+    "difference", "chance_low", "chance_high", "p", "verdict",
 ]  # fmt: skip
+CONTROL_LEVEL = 0.99  # the permutation rows' interval, Bonferroni-widened over their number
 
 
 def controls(results: list[dict], null_pairs: list[dict] = ()) -> pd.DataFrame:
-    """The controls, one row per data set, control, regime, brain encoder and image encoder.
+    """The controls, one row per data set, control, regime, brain encoder and image encoder;
+    verdict `pass`, `fail` or `undetermined`.
 
     permutation (runs trained with the pairing shuffled): top-1 over every control run
-    (subjects x seeds) against chance. Under chance the top-1 hits of all its queries (runs x
-    test images) are Binomial(queries, 1 / n_way): chance_low and chance_high bound that
-    count's central 99% interval (as accuracies), p is the two-sided binomial test, and the
-    control passes when top-1 lies inside the interval.
+    (subjects x seeds) against chance. Under chance, and taking test queries as independent,
+    the top-1 hits of all its queries (runs x test images) are Binomial(queries, 1 / n_way);
+    chance_low and chance_high bound that count's central interval (as accuracies) at 99%,
+    widened for the number of permutation rows (Bonferroni: 1 - 0.01 / rows), so that a table
+    of many rows does not fail by chance. It passes inside the interval, else fails; p is the
+    two-sided binomial test, uncorrected. Runs of one seed share one permutation.
 
     null_alignment (`null_pairs`: {aligned: null_<encoder>, unaligned}): the randomised
     transform's runs against the unaligned encoder's, paired by subject and seed: difference
     is their mean paired difference, p the one-sided paired t-test over subjects (seeds
-    averaged first) that the null encoder is better; it passes unless it is better with
-    p < 0.05.
+    averaged first) that the null encoder is better. It passes when not better (difference
+    <= 0), fails when better with p < 0.05, and is undetermined otherwise (better, but not
+    significantly, or with too few subjects to test).
     """
     df = pd.DataFrame(results)
     if df.empty:
@@ -172,18 +177,20 @@ def controls(results: list[dict], null_pairs: list[dict] = ()) -> pd.DataFrame:
     df["control"] = df.get("control", pd.Series(index=df.index, dtype=object))
     keys = ["dataset", "regime", "brain_encoder"]
     rows = []
-    for key, d in df[df.control == "permutation"].groupby([*keys, "image_encoder"], sort=True):
+    permuted = list(df[df.control == "permutation"].groupby([*keys, "image_encoder"], sort=True))
+    level = 1 - (1 - CONTROL_LEVEL) / max(len(permuted), 1)
+    for key, d in permuted:
         n_way = int(d.n_way.iloc[0])
         if (d.n_way != n_way).any():
             raise InputError(f"permutation runs of {key} differ in n-way")
         queries = int(d.n_queries.sum())
         hits = int(np.round(d.top1 * d.n_queries).sum())
-        low, high = chance_interval(queries, n_way)
+        low, high = chance_interval(queries, n_way, level)
         top1 = hits / queries
+        verdict = "pass" if low <= top1 <= high else "fail"
+        p = stats.binomtest(hits, queries, 1 / n_way).pvalue
         rows.append(_control_row(key, "permutation", "chance", d, queries, top1, 1 / n_way,
-                                 top1 - 1 / n_way, low, high,
-                                 stats.binomtest(hits, queries, 1 / n_way).pvalue,
-                                 low <= top1 <= high))  # fmt: skip
+                                 top1 - 1 / n_way, low, high, p, verdict))  # fmt: skip
     real = df[df.control.isna()]
     for pair in null_pairs:
         runs = {a: real[real.image_encoder == pair[a]] for a in ("aligned", "unaligned")}
@@ -197,14 +204,15 @@ def controls(results: list[dict], null_pairs: list[dict] = ()) -> pd.DataFrame:
             if len(diff) > 1 and diff.std() > 0:
                 p = float(stats.ttest_1samp(diff, 0.0, alternative="greater").pvalue)
             mean_diff = float((both.top1 - both.top1_ref).mean())
+            verdict = "pass" if mean_diff <= 0 else "fail" if p < 0.05 else "undetermined"
             rows.append(_control_row((*key, pair["aligned"]), "null_alignment", pair["unaligned"],
                                      both, int(both.n_queries.sum()), both.top1.mean(),
                                      both.top1_ref.mean(), mean_diff, np.nan, np.nan, p,
-                                     not (mean_diff > 0 and p < 0.05)))  # fmt: skip
+                                     verdict))  # fmt: skip
     return pd.DataFrame(rows, columns=CONTROL_COLUMNS)
 
 
-def _control_row(key, control, reference, d, queries, top1, ref_top1, diff, low, high, p, passes):
+def _control_row(key, control, reference, d, queries, top1, ref_top1, diff, low, high, p, verdict):
     dataset, regime, brain_encoder, image_encoder = key
     return {
         "dataset": dataset, "control": control, "regime": regime, "brain_encoder": brain_encoder,
@@ -213,7 +221,7 @@ def _control_row(key, control, reference, d, queries, top1, ref_top1, diff, low,
         "n_way": int(d.n_way.iloc[0]), "n_queries": queries, "top1": float(top1),
         "top5": float((d.top5 * d.n_queries).sum() / d.n_queries.sum()),
         "reference_top1": float(ref_top1), "difference": float(diff), "chance_low": low,
-        "chance_high": high, "p": float(p), "passes": bool(passes),
+        "chance_high": high, "p": float(p), "verdict": verdict,
     }  # fmt: skip
 
 
@@ -227,7 +235,7 @@ def write_controls(
     t = controls(results, null_pairs)
     with atomic_path(out) as tmp:
         t.to_csv(tmp, index=False)
-    log.info("wrote %s (%d rows; %d pass)", out, len(t), int(t.passes.sum()))
+    log.info("wrote %s: %s", out, t.verdict.value_counts().to_dict())
     return t
 
 

@@ -285,8 +285,9 @@ def load_image_metadata(path: Path | str) -> dict:
     """Load `images/image_metadata.npy` (pickled dict with the four published keys), checked to
     be in event-code order: the code of a row is its position, and the data set numbers its
     concepts by their folders (`NNNNN_concept`), so the folders' numbers must run 1, 2, ...
-    in blocks, a concept's images together. A reordered file is refused, since every event code
-    would then name the wrong image."""
+    in blocks, a concept's images together. A file whose concepts are out of order is refused,
+    since event codes would then name the wrong images (images swapped within one concept
+    cannot be told from the file)."""
     path = Path(path)
     if not path.is_file():
         raise InputError(f"{path}: image metadata not found; fetch or synthesise the images")

@@ -11,7 +11,7 @@ broken by the lower validation loss), or, as published, with the lowest validati
 same symmetric InfoNCE, over the validation images, per training subject, averaged), are
 restored; early stopping after `patience` epochs without a better one. With whole concepts held
 out, the loss rises with over-confidence while retrieval still improves, so it stops too early
-(README, "Controls"). The test set is never touched here.
+(benchmarks/results/selection.md). The test set is never touched here.
 
 Regimes: "intra" (one model per subject) and "inter" (leave-one-subject-out: a fresh model
 trained on the other subjects, with subject identity where the model uses it). With several
@@ -112,9 +112,15 @@ def symmetric_infonce(
 
 
 def split_indices(n: int, val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Seeded split of training images into train and validation indices (by image)."""
+    """Seeded split of training images into train and validation indices (by image); at
+    least 2 of each."""
     perm = np.random.default_rng(seed).permutation(n)
     n_val = max(2, int(round(val_fraction * n)))
+    if n - n_val < 2:
+        raise InputError(
+            f"{n} training images leave {n - n_val} to train on after {n_val} for validation "
+            f"(val_fraction {val_fraction}); lower train.recipes.<encoder>.val_fraction"
+        )
     return np.sort(perm[n_val:]), np.sort(perm[:n_val])
 
 
@@ -132,16 +138,17 @@ def split_images(
         raise InputError(f"validation split '{by}': use one of {', '.join(VAL_SPLITS)}")
     names, which = np.unique(concepts, return_inverse=True)
     order = np.random.default_rng(seed).permutation(len(names))
-    n_val = max(1, int(round(val_fraction * len(names))))
+    n_val = min(max(1, int(round(val_fraction * len(names)))), len(names) - 1)
     while n_val < len(names) - 1 and np.isin(which, order[:n_val]).sum() < 2:
         n_val += 1
-    val = np.flatnonzero(np.isin(which, order[:n_val]))
-    if len(names) < 2 or len(val) < 2:
+    held = np.isin(which, order[:n_val])
+    if held.sum() < 2 or (~held).sum() < 2:
         raise InputError(
-            f"validation by concept needs 2 or more training concepts and 2 or more validation "
-            f"images ({len(names)} concepts, {n} images); set train.val_split: image"
+            f"validation by concept needs 2 or more validation and 2 or more training images "
+            f"({len(names)} concepts, {n} images, val_fraction {val_fraction}); set "
+            "train.val_split: image or change val_fraction"
         )
-    return np.flatnonzero(~np.isin(which, order[:n_val])), val
+    return np.flatnonzero(~held), np.flatnonzero(held)
 
 
 @dataclass
@@ -263,6 +270,8 @@ def validate(model, data: TrainingSet, val_images: np.ndarray, logit_scale, amp=
         with torch.no_grad():
             losses.append(symmetric_infonce(v, wv, logit_scale).item())
             top1s.append((v @ wv.T).argmax(1).eq(target).float().mean().item())
+    if not losses:
+        raise InputError("no training subject has 2 or more of the validation images")
     return float(np.mean(losses)), float(np.mean(top1s))
 
 
@@ -386,6 +395,7 @@ def run(
         "image_encoder": data.image_encoder,
         "image_weights_sha256": data.weights_sha256,
         "device": str(device),
+        "precision": "bfloat16 autocast" if amp else "float32",
         "threads": threads,
     }
     ckpt = {
