@@ -149,8 +149,25 @@ def test_best_weights_are_the_ones_saved(learnable, selection):
     _, val = train.split_images(data.concepts, recipe.val_fraction, 5, "concept")
     assert len(val) == info["n_val_images"]
     scale = torch.load(learnable / "r" / "model.pt", weights_only=True)["logit_scale"]
-    loss, _ = train.validate(model, data, val, scale)
+    groups = train.validation_groups(val, data.concepts, "concept")
+    loss, _ = train.validate(model, data, groups, scale)
     assert loss == pytest.approx(metrics.val_loss.min(), rel=1e-5)
+
+
+def test_validation_by_concept_asks_the_test_question():
+    """By concept, each validation problem holds one image of every validation concept, as
+    the test's gallery does; by image, one problem holds them all."""
+    concepts = np.repeat(np.arange(10), [3, 3, 2, 3, 3, 1, 3, 3, 3, 3])
+    val = np.flatnonzero(np.isin(concepts, [1, 2, 5, 7]))  # 3 + 2 + 1 + 3 images
+    groups = train.validation_groups(val, concepts, "concept")
+    assert [len(g) for g in groups] == [4, 3, 2]  # the 3rd images of concepts 1 and 7
+    for g in groups:
+        assert len(np.unique(concepts[g])) == len(g)  # never two images of one concept
+    assert sorted(np.concatenate(groups)) == sorted(val)  # every image scored once
+    assert [g.tolist() for g in train.validation_groups(val, concepts, "image")] == [val.tolist()]
+    # an image left alone in its problem (no other concept has that many) is not scored
+    lone = train.validation_groups(np.flatnonzero(np.isin(concepts, [1, 5])), concepts, "concept")
+    assert [g.tolist() for g in lone] == [[3, 14]]
 
 
 def test_leave_one_subject_out(learnable):
@@ -260,10 +277,11 @@ def test_validation_by_concept_holds_out_whole_concepts():
     by_image = train.split_images(concepts, 0.1, 7, "image")
     assert np.array_equal(by_image[1], train.split_indices(300, 0.1, 7)[1])
     assert set(concepts[by_image[0]]) & set(concepts[by_image[1]])  # the published split leaks
-    # one image per concept: at least 2 validation images, so 2 concepts
+    # at least 2 validation concepts, whatever their images
     assert len(train.split_images(np.arange(15).astype(str), 0.01, 0)[1]) == 2
-    with pytest.raises(InputError, match="2 or more validation and 2 or more training.*val_split: image"):
-        train.split_images(np.array(["a"] * 10), 0.1, 0)
+    assert len(set(concepts[train.split_images(concepts, 0.01, 0)[1]])) == 2
+    with pytest.raises(InputError, match="2 or more validation concepts and 2 or more training.*val_split: image"):
+        train.split_images(np.array(["a"] * 10 + ["b"] * 10), 0.1, 0)
     # a fraction that would leave nothing to train on keeps one concept at least
     tr, va = train.split_images(concepts, 0.99, 0)
     assert len(tr) == 10 and len(va) == 290

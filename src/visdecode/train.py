@@ -6,10 +6,11 @@ holds out concepts: zero-shot) or, as published, by image; AdamW with no weight 
 temperature, biases and norm weights (as CLIP); gradient clipping; cosine learning-rate
 schedule stepped once per epoch; a learnable temperature that really is optimised, its logit
 scale clamped to CLIP's 100 (or fixed, as published). Model selection (SELECTIONS): the weights
-of the epoch with the highest validation top-1 (retrieval among the validation images, ties
-broken by the lower validation loss), or, as published, with the lowest validation loss (the
-same symmetric InfoNCE, over the validation images, per training subject, averaged), are
-restored; early stopping after `patience` epochs without a better one. With whole concepts held
+of the epoch with the highest validation top-1, ties broken by the lower validation loss, or,
+as published, with the lowest validation loss (symmetric InfoNCE), are restored. Both are
+scored per training subject on retrieval problems like the test's (validation_groups): by
+concept, each problem holds one image of every validation concept, so validation asks to tell
+held-out concepts apart, never a concept's own images; by image, one problem holds them all; early stopping after `patience` epochs without a better one. With whole concepts held
 out, the loss rises with over-confidence while retrieval still improves, so it stops too early
 (benchmarks/results/selection.md). The test set is never touched here.
 
@@ -52,10 +53,10 @@ METRIC_FIELDS = ("epoch", "train_loss", "val_loss", "val_top1", "temperature", "
 MAX_LOGIT_SCALE = 100.0  # CLIP's clamp of the learnable logit scale: temperature >= 0.01
 VAL_SPLITS = ("concept", "image")
 SELECTIONS = {
-    "loss": "lowest validation loss (symmetric InfoNCE over the validation images, per "
-    "training subject, averaged)",
-    "top1": "highest validation top-1 (retrieval among the validation images, per training "
-    "subject, averaged), ties broken by the lower validation loss",
+    "loss": "lowest validation loss (symmetric InfoNCE per validation problem and training "
+    "subject, averaged)",
+    "top1": "highest validation top-1 (retrieval per validation problem and training subject, "
+    "averaged), ties broken by the lower validation loss",
 }
 
 
@@ -129,8 +130,8 @@ def split_images(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Seeded train/validation split of the training images. by "image": random images (the
     published split; a validation image's concept is also trained on); by "concept": whole
-    concepts, a `val_fraction` share of them (at least one, and at least 2 images), so that
-    validation, like the test, asks for concepts never trained on."""
+    concepts, a `val_fraction` share of them (at least 2 concepts), so that validation, like
+    the test, asks for concepts never trained on."""
     n = len(concepts)
     if by == "image":
         return split_indices(n, val_fraction, seed)
@@ -138,13 +139,11 @@ def split_images(
         raise InputError(f"validation split '{by}': use one of {', '.join(VAL_SPLITS)}")
     names, which = np.unique(concepts, return_inverse=True)
     order = np.random.default_rng(seed).permutation(len(names))
-    n_val = min(max(1, int(round(val_fraction * len(names)))), len(names) - 1)
-    while n_val < len(names) - 1 and np.isin(which, order[:n_val]).sum() < 2:
-        n_val += 1
+    n_val = min(max(2, int(round(val_fraction * len(names)))), len(names) - 1)
     held = np.isin(which, order[:n_val])
-    if held.sum() < 2 or (~held).sum() < 2:
+    if n_val < 2 or (~held).sum() < 2:
         raise InputError(
-            f"validation by concept needs 2 or more validation and 2 or more training images "
+            f"validation by concept needs 2 or more validation concepts and 2 or more training images "
             f"({len(names)} concepts, {n} images, val_fraction {val_fraction}); set "
             "train.val_split: image or change val_fraction"
         )
@@ -255,24 +254,46 @@ def train_epoch(
     return total / max(n_batches, 1)
 
 
-def validate(model, data: TrainingSet, val_images: np.ndarray, logit_scale, amp=False):
-    """Validation loss and top-1 among the validation images, per training subject (a
-    subject's rows show each of its images once), averaged over subjects."""
+def validation_groups(val_images: np.ndarray, concepts: np.ndarray, by: str) -> list[np.ndarray]:
+    """The validation images as the retrieval problems validation scores. By image: one
+    problem over them all (published). By concept: like the test, whose gallery holds one image
+    per concept: group g holds the g-th image of every validation concept (each concept's images
+    in index order), so each problem asks to tell concepts apart, never a concept's own images;
+    an image alone in its problem is not scored."""
+    if by == "image":
+        return [np.asarray(val_images)]
+    val_images = np.asarray(val_images)
+    _, which = np.unique(concepts[val_images], return_inverse=True)
+    rank = np.empty(len(val_images), dtype=int)  # each image's place within its concept
+    for c in np.unique(which):
+        rank[which == c] = np.arange((which == c).sum())
+    return [val_images[rank == g] for g in range(rank.max() + 1) if (rank == g).sum() >= 2]
+
+
+def validate(model, data: TrainingSet, groups: list[np.ndarray], logit_scale, amp=False):
+    """Validation loss and top-1 per retrieval problem (validation_groups) and training subject
+    (a subject's rows show each of its images once), averaged over both, weighted by size."""
     model.eval()
-    losses, top1s = [], []
+    every = np.concatenate(groups)
+    losses, top1s, sizes = [], [], []
     for s in range(data.n_subjects):
-        rows = data.rows(val_images, s)
+        rows = data.rows(every, s)
         if len(rows) < 2:
             continue
-        v = embed_brain(model, data.x[rows], data.subject[rows], amp=amp)
-        wv = data.w[data.image[rows]]
-        target = torch.arange(len(rows), device=data.x.device)
-        with torch.no_grad():
-            losses.append(symmetric_infonce(v, wv, logit_scale).item())
-            top1s.append((v @ wv.T).argmax(1).eq(target).float().mean().item())
+        v_all = embed_brain(model, data.x[rows], data.subject[rows], amp=amp)
+        for group in groups:
+            keep = torch.isin(data.image[rows], torch.as_tensor(group, device=rows.device))
+            if keep.sum() < 2:
+                continue
+            v, wv = v_all[keep], data.w[data.image[rows[keep]]]
+            target = torch.arange(len(v), device=data.x.device)
+            with torch.no_grad():
+                losses.append(symmetric_infonce(v, wv, logit_scale).item())
+                top1s.append((v @ wv.T).argmax(1).eq(target).float().mean().item())
+            sizes.append(len(v))
     if not losses:
         raise InputError("no training subject has 2 or more of the validation images")
-    return float(np.mean(losses)), float(np.mean(top1s))
+    return float(np.average(losses, weights=sizes)), float(np.average(top1s, weights=sizes))
 
 
 def optimiser(model: nn.Module, logit_scale: nn.Parameter, recipe: Recipe):
@@ -316,6 +337,7 @@ def run(
     data = TrainingSet.load(brains, Path(embeddings), device, seed if permute else None)
     tr, va = split_images(data.concepts, recipe.val_fraction, seed, val_split)
     train_rows = data.rows(tr)
+    groups = validation_groups(va, data.concepts, val_split)
 
     model = brain_encoders.build(
         brain_encoder, data.x.shape[1], data.x.shape[2], data.w.shape[1], data.n_subjects
@@ -344,7 +366,7 @@ def run(
         if not math.isfinite(train_loss):
             raise _diverged(out_dir, "training", epoch, brain_encoder, recipe)
         sched.step()
-        val_loss, val_top1 = validate(model, data, va, logit_scale, amp)
+        val_loss, val_top1 = validate(model, data, groups, logit_scale, amp)
         if not math.isfinite(val_loss):
             raise _diverged(out_dir, "validation", epoch, brain_encoder, recipe)
         rows.append(
