@@ -154,6 +154,57 @@ def test_best_weights_are_the_ones_saved(learnable, selection):
     assert loss == pytest.approx(metrics.val_loss.min(), rel=1e-5)
 
 
+class KnowsTheConcept(torch.nn.Module):
+    """A 'brain encoder' whose output is its input: brains that carry the concept only."""
+
+    def forward(self, x, subject=None):
+        return x.flatten(1)
+
+
+def test_validation_scores_within_its_problems():
+    """Brains that know each image's concept but nothing finer: by concept (galleries of one
+    image per concept) validation top-1 is perfect; by image, among a concept's 5 images, a
+    tie-aware chance of 1/5. A constant model scores chance in each problem, never more."""
+    torch.manual_seed(0)
+    n_concepts, per = 20, 5
+    concepts = np.repeat(np.arange(n_concepts), per)
+    concept_vec = torch.nn.functional.normalize(torch.randn(n_concepts, 16), dim=1)
+    w = torch.nn.functional.normalize(concept_vec[concepts] + 0.3 * torch.randn(100, 16), dim=1)
+    x = concept_vec[concepts][:, None, :].clone()
+    data = train.TrainingSet(x, torch.arange(100), torch.zeros(100, dtype=torch.long), w, 1,
+                             concepts)  # fmt: skip
+    _, val = train.split_images(concepts, 0.2, 3)  # 4 concepts, 20 images
+    scale = torch.tensor(np.log(25.0))
+    by_concept = train.validation_groups(val, concepts, "concept")
+    assert [len(g) for g in by_concept] == [4] * 5
+    assert train.validate(KnowsTheConcept(), data, by_concept, scale)[1] == 1.0
+    by_image = train.validation_groups(val, concepts, "image")
+    # by image each query also meets its concept's 4 other images, ranked by their noise alone
+    top1_image = train.validate(KnowsTheConcept(), data, by_image, scale)[1]
+    assert 0.05 < top1_image < 0.6
+
+    class Constant(torch.nn.Module):
+        def forward(self, x, subject=None):
+            return torch.ones(len(x), 16)
+
+    assert train.validate(Constant(), data, by_concept, scale)[1] == pytest.approx(1 / 4)
+    assert train.validate(Constant(), data, by_image, scale)[1] == pytest.approx(1 / 20)
+
+
+def test_validation_never_improving_keeps_the_first_epoch(learnable):
+    """With a learning rate of 0 nothing improves after epoch 1: training stops after
+    `patience` more epochs and keeps epoch 1's weights, under either criterion."""
+    recipe = train.Recipe(epochs=10, batch_size=32, lr=0.0, patience=2, learn_temperature=False)
+    for selection in ("top1", "loss"):
+        out = learnable / selection
+        info = train.run(learnable / "brain.h5", learnable / "emb.h5", "nice", 1, out, recipe,
+                         selection=selection)  # fmt: skip
+        metrics = pd.read_csv(out / "metrics.csv")
+        assert info["best_epoch"] == 1 and list(metrics.epoch) == [1, 2, 3]
+        # (batch-norm statistics still move: the loss worsens, top-1 stays at chance)
+        assert metrics.val_loss.is_monotonic_increasing and metrics.val_top1.nunique() == 1
+
+
 def test_validation_by_concept_asks_the_test_question():
     """By concept, each validation problem holds one image of every validation concept, as
     the test's gallery does; by image, one problem holds them all."""
@@ -505,7 +556,7 @@ def three_subjects(tmp_path_factory, world_cfg):
     return root
 
 
-def test_leave_one_subject_out_on_a_world_of_three(three_subjects):
+def test_leave_one_subject_out_on_a_world_of_three(three_subjects, monkeypatch):
     """Held-out subject 1, trained on 2 and 3: every image has two rows, batches hold both
     copies of some images, and the run trains on them as positives, then meets subject 1."""
     root = three_subjects
@@ -517,13 +568,24 @@ def test_leave_one_subject_out_on_a_world_of_three(three_subjects):
     rows = data.rows(tr)
     idx = rows[torch.randperm(len(rows), generator=torch.Generator().manual_seed(7))][:16]
     image = data.image[idx]
-    assert len(torch.unique(image)) < len(image)  # a batch of 16 from 2 x 21 rows repeats
+    assert len(torch.unique(image)) < len(image)  # a batch of 16 from 2 x 18 rows repeats
     v = torch.nn.functional.normalize(torch.randn(len(idx), data.w.shape[1]), dim=1)
     loss = train.symmetric_infonce(v, data.w[image], torch.tensor(np.log(25.0)), image).item()
     assert loss == pytest.approx(multi_positive(v, data.w[image], image, 0.04), rel=1e-5)
+    # the run itself hands the loss each row's image, and its batches hold repeats
+    calls, loss_fn = [], train.symmetric_infonce
+
+    def spy(v, w, scale, image=None):
+        calls.append(image)
+        return loss_fn(v, w, scale, image)
+
+    monkeypatch.setattr(train, "symmetric_infonce", spy)
     info = train.run([root / "sub-02.h5", root / "sub-03.h5"], root / "emb.h5", "nice", 7,
                      root / "loso", train.Recipe(epochs=3, batch_size=16, lr=1e-3),
                      regime="inter", test_subject=1)  # fmt: skip
+    batches = [i for i in calls if i is not None]  # training batches (validation: no repeats)
+    assert len(batches) == 3 * -(-2 * info["n_train_images"] // 16)
+    assert any(len(torch.unique(i)) < len(i) for i in batches)
     assert info["n_subjects"] == 2 and info["brains"][0].endswith("sub-02.h5")
     result = evaluate.run(root / "loso" / "model.pt", root / "sub-01.h5", root / "emb.h5",
                           root / "loso" / "retrieval.json", {"regime": "inter"})  # fmt: skip

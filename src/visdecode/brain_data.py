@@ -69,6 +69,12 @@ def read_stimuli(path: Path | str, partition: str) -> tuple[np.ndarray, np.ndarr
         raise InputError(
             f"{path}: {n} {partition} conditions but {len(stimuli)} stimuli; preprocess it again"
         )
+    names, counts = np.unique(stimuli, return_counts=True)
+    if (counts > 1).any():
+        raise InputError(
+            f"{path}: {partition} condition {names[counts > 1][0]} is listed "
+            f"{counts.max()} times (each image is one condition); preprocess it again"
+        )
     return np.asarray(stimuli, dtype=str), np.asarray(concepts, dtype=str)
 
 
@@ -89,7 +95,8 @@ def match(stimuli: np.ndarray, files: np.ndarray, brain: Path | str, embeddings:
 
 
 def centre(train: np.ndarray) -> np.ndarray:
-    """The centring vector: the training images' mean embedding (float32)."""
+    """The centring vector: the mean embedding of the training partition's images used
+    (those trained on and those held out for validation; never the test images), float32."""
     return train.mean(axis=0).astype(np.float32)
 
 

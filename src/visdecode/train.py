@@ -10,9 +10,10 @@ of the epoch with the highest validation top-1, ties broken by the lower validat
 as published, with the lowest validation loss (symmetric InfoNCE), are restored. Both are
 scored per training subject on retrieval problems like the test's (validation_groups): by
 concept, each problem holds one image of every validation concept, so validation asks to tell
-held-out concepts apart, never a concept's own images; by image, one problem holds them all; early stopping after `patience` epochs without a better one. With whole concepts held
-out, the loss rises with over-confidence while retrieval still improves, so it stops too early
-(benchmarks/results/selection.md). The test set is never touched here.
+held-out concepts apart, never a concept's own images; by image, one problem holds them all.
+Ties count as in the test. Early stopping after `patience` epochs without a better one;
+benchmarks/results/selection.md compares the two criteria. In regime inter validation scores
+the training subjects, not the held-out one. The test set is never touched here.
 
 Regimes: "intra" (one model per subject) and "inter" (leave-one-subject-out: a fresh model
 trained on the other subjects, with subject identity where the model uses it). With several
@@ -270,9 +271,21 @@ def validation_groups(val_images: np.ndarray, concepts: np.ndarray, by: str) -> 
     return [val_images[rank == g] for g in range(rank.max() + 1) if (rank == g).sum() >= 2]
 
 
+def top1(sim: torch.Tensor) -> float:
+    """Top-1 of sim (queries, gallery), query i matching item i, ties counted as the test
+    counts them (evaluate.topk_accuracy: expectation under random tie-breaking)."""
+    true = sim.diagonal()[:, None]
+    others = ~torch.eye(len(sim), dtype=torch.bool, device=sim.device)
+    greater = ((sim > true) & others).sum(1)
+    equal = ((sim == true) & others).sum(1)
+    return float(((greater == 0) / (equal + 1.0)).mean())
+
+
 def validate(model, data: TrainingSet, groups: list[np.ndarray], logit_scale, amp=False):
     """Validation loss and top-1 per retrieval problem (validation_groups) and training subject
-    (a subject's rows show each of its images once), averaged over both, weighted by size."""
+    (a subject's rows show each of its images once), averaged over both, weighted by size. Each
+    training subject is scored as itself: in regime inter this measures generalisation to new
+    concepts, not to the held-out subject, whom validation never sees."""
     model.eval()
     every = np.concatenate(groups)
     losses, top1s, sizes = [], [], []
@@ -286,10 +299,9 @@ def validate(model, data: TrainingSet, groups: list[np.ndarray], logit_scale, am
             if keep.sum() < 2:
                 continue
             v, wv = v_all[keep], data.w[data.image[rows[keep]]]
-            target = torch.arange(len(v), device=data.x.device)
             with torch.no_grad():
                 losses.append(symmetric_infonce(v, wv, logit_scale).item())
-                top1s.append((v @ wv.T).argmax(1).eq(target).float().mean().item())
+                top1s.append(top1(v @ wv.T))
             sizes.append(len(v))
     if not losses:
         raise InputError("no training subject has 2 or more of the validation images")
@@ -338,6 +350,13 @@ def run(
     tr, va = split_images(data.concepts, recipe.val_fraction, seed, val_split)
     train_rows = data.rows(tr)
     groups = validation_groups(va, data.concepts, val_split)
+    ways = sorted({len(g) for g in groups})
+    if not groups or ways[0] < 10:
+        log.warning(
+            "validation problems of %s ways (chance %s): validation top-1 is a noisy guide; "
+            "more validation concepts (val_fraction) steady it",
+            ways, [round(1 / w, 3) for w in ways],
+        )  # fmt: skip
 
     model = brain_encoders.build(
         brain_encoder, data.x.shape[1], data.x.shape[2], data.w.shape[1], data.n_subjects
@@ -408,6 +427,7 @@ def run(
         "val_split": val_split,
         "n_train_images": len(tr),
         "n_val_images": len(va),
+        "val_ways": [len(g) for g in groups],  # the validation problems' sizes (n-way)
         "selection": SELECTIONS[selection],
         "best_epoch": best_epoch,
         "best_val_loss": rows[best_epoch - 1]["val_loss"],
