@@ -38,9 +38,40 @@ def load_averaged(path: Path | str, partition: str) -> np.ndarray:
         dset = f[partition]
         out = np.empty((dset.shape[0],) + dset.shape[2:], dtype=np.float32)
         for start in range(0, dset.shape[0], BLOCK):
-            block = dset[start : start + BLOCK]
-            out[start : start + len(block)] = normalise_repetitions(block).mean(axis=1)
+            block = normalise_repetitions(dset[start : start + BLOCK])
+            # a repetition a data set could not keep is NaN (THINGS-MEG): averaged without it
+            mean = np.nanmean(block, axis=1) if np.isnan(block).any() else block.mean(axis=1)
+            out[start : start + len(block)] = mean
+    if np.isnan(out).any():
+        first = int(np.flatnonzero(np.isnan(out).any(axis=(1, 2)))[0])
+        raise InputError(
+            f"{path}: {partition} condition {first} has no usable repetition (all NaN); "
+            "prepare the data again"
+        )
     return out
+
+
+def write_sensors(f: h5py.File, info) -> None:
+    """The sensors of an MNE Info: `ch_types` and `ch_loc` (channels x 12, MNE's loc: position
+    and orientation in the head frame, metres), so figures can draw them without the data set."""
+    f["ch_types"] = np.array(info.get_channel_types(), dtype=h5py.string_dtype())
+    f["ch_loc"] = np.array([ch["loc"] for ch in info["chs"]], dtype=np.float64)
+
+
+def read_sensors(path: Path | str):
+    """An MNE Info of a brain-data file's sensors (positions where stored)."""
+    import mne
+
+    with h5py.File(path, "r") as f:
+        names = list(f["ch_names"].asstr()[:])
+        types = list(f["ch_types"].asstr()[:]) if "ch_types" in f else ["eeg"] * len(names)
+        loc = f["ch_loc"][:] if "ch_loc" in f else None
+        sfreq = float(f.attrs.get("sfreq", 1.0))
+    info = mne.create_info(names, sfreq, types)
+    if loc is not None:
+        for ch, values in zip(info["chs"], loc):
+            ch["loc"][:] = values
+    return info
 
 
 def write_stimuli(

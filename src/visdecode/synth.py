@@ -268,10 +268,30 @@ def write_images(root: Path, cfg: WorldConfig, render: bool = True) -> None:
     images.mkdir(parents=True, exist_ok=True)
     np.save(images / "image_metadata.npy", meta, allow_pickle=True)
 
+    write_alignment(root, cfg, rng, align_params, align_feat, render)
+    with h5py.File(root / "synthetic_truth.h5", "a") as f:
+        f.attrs["description"] = (
+            "Planted truth of the visdecode synthetic world: perceptual features of every "
+            "image (raw and standardised), in event-code order, and the simulated human "
+            "odd-one-out judgements on the alignment images."
+        )
+        for k, v in vars(cfg).items():
+            f.attrs[f"world_{k}"] = v
+        f["train_features"] = standardise(train_feat)
+        f["test_features"] = standardise(test_feat)
+
+
+def write_alignment(
+    root: Path, cfg: WorldConfig, rng: np.random.Generator, params: np.ndarray,
+    features: np.ndarray, render: bool = True,
+) -> None:
+    """The alignment images (drawn from `params`) and the simulated humans' odd-one-out
+    judgements of them, by their perceptual `features` or (human_judgements: nuisance) by
+    their clutter, into alignment/images/ and synthetic_truth.h5 (created)."""  # fmt: skip
     align_dir = root / "alignment" / "images"
     align_dir.mkdir(parents=True, exist_ok=True)
     nuisance = []
-    for i, p in enumerate(align_params if render else []):
+    for i, p in enumerate(params if render else []):
         picture = render_image(p, cfg.image_size, rng, cfg.clutter, nuisance)
         picture.save(align_dir / f"align_{i:05d}.jpg", quality=92)
     if cfg.human_judgements == "nuisance":
@@ -280,27 +300,17 @@ def write_images(root: Path, cfg: WorldConfig, render: bool = True) -> None:
         nuisance = np.array(nuisance)
         judged = (nuisance - nuisance.mean(0)) / nuisance.std(0).clip(1e-9)
     else:
-        judged = standardise(align_feat)
+        judged = standardise(features)
     triplets, odd = simulate_odd_one_out(judged, cfg.n_triplets, rng, cfg.judgement_noise)
-
     with h5py.File(root / "synthetic_truth.h5", "w") as f:
-        f.attrs["description"] = (
-            "Planted truth of the visdecode synthetic world: perceptual features of every "
-            "image (raw and standardised), in event-code order, and the simulated human "
-            "odd-one-out judgements on the alignment images."
-        )
         f.attrs["feature_names"] = list(FEATURES)
-        for k, v in vars(cfg).items():
-            f.attrs[f"world_{k}"] = v
-        f["train_features"] = standardise(train_feat)
-        f["test_features"] = standardise(test_feat)
-        f["alignment_features"] = standardise(align_feat)
+        f["alignment_features"] = standardise(features)
         f["triplets"] = triplets
         f["odd_one_out"] = odd
         f["odd_one_out"].attrs["judged_by"] = (
             ", ".join(NUISANCE) if cfg.human_judgements == "nuisance" else ", ".join(FEATURES)
         )
-        f["alignment_files"] = [f"align_{i:05d}.jpg" for i in range(len(align_params))]
+        f["alignment_files"] = [f"align_{i:05d}.jpg" for i in range(len(params))]
 
 
 def simulate_odd_one_out(

@@ -1,0 +1,168 @@
+"""Prepare one THINGS-MEG participant: the derivative's epochs into the common brain-data file.
+
+As AlignVis (and ATM) split it: the epochs cropped to 0..1.0 s (201 samples at 200 Hz);
+training = the `exp` trials of concepts that have no test image (1,654 concepts x 12 images on
+real data, one repetition each); test = the `test` trials (200 images x 12, averaged per image
+when evaluated: 200-way). No MVNN (the derivative is z-scored against the baseline); the
+per-channel centring and L2 normalisation are the common loader's, as for EEG.
+
+Event/CSV disagreements: a trial whose event value is not its CSV row's `things_image_nr` (the
+real data has a few per run) is dropped, since neither label can be trusted; the count per
+session and run is logged and stored (`dropped_mismatched`). A test image left with fewer
+repetitions than the others keeps NaN in the missing ones (the loader averages the rest); a
+training image whose one trial is dropped is not trained on.
+
+The epochs are read lazily, `chunk` at a time (memory: one chunk in float64, plus the output's
+write buffer), never the whole file.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+
+import h5py
+import numpy as np
+from tqdm import tqdm
+
+from visdecode import brain_data
+from visdecode.datasets.things_meg import format as fmt
+from visdecode.errors import InputError
+from visdecode.io import atomic_path
+
+log = logging.getLogger(__name__)
+CHUNK = 128  # epochs read at once
+
+
+def select(table, events: np.ndarray, path: Path) -> dict:
+    """Which epochs train and test, and as which stimulus: {"train": (epochs, stimuli,
+    concepts), "test": (...), "dropped": DataFrame of the mismatched trials}."""
+    bad_path = ~table.image_path.astype(str).str.startswith(
+        tuple(f"{fmt.IMAGE_FOLDERS[k]}/" for k in ("exp", "test", "catch"))
+    ) & table.trial_type.isin(["exp", "test"])
+    if bad_path.any():
+        row = int(np.flatnonzero(bad_path)[0])
+        raise InputError(
+            f"{path}: row {row + 2} names image {table.image_path[row]!r}, outside images_meg/ "
+            "and images_test_meg/; use the file from ds004212's sourcedata/"
+        )
+    agree = events == fmt.expected_events(table)
+    kind = table.trial_type.to_numpy()
+    concept = table.image_path.map(fmt.concept_of).to_numpy()
+    test_concepts = set(concept[kind == "test"])
+    chosen = {
+        "train": (kind == "exp") & ~np.isin(concept, list(test_concepts)) & agree,
+        "test": (kind == "test") & agree,
+    }
+    out = {"dropped": table.loc[~agree, ["session_nr", "run_nr", "trial_type", "image_path"]]}
+    for part, mask in chosen.items():
+        epochs = np.flatnonzero(mask)
+        out[part] = (epochs, table.image_path.to_numpy()[epochs].astype(str), concept[epochs])
+    return out
+
+
+def check(epochs, table, epochs_file: Path, csv: Path) -> None:
+    """The epochs are THINGS-MEG's: as many as the CSV's rows, 271 sensors, 200 Hz, 0..1 s."""
+    if len(epochs) != len(table):
+        raise InputError(
+            f"{csv}: {len(table)} rows, but {epochs_file} holds {len(epochs)} epochs; the rows "
+            "must be the epochs, in order: use the participant's CSV from the same release"
+        )
+    n_ch = len(epochs.ch_names)
+    if n_ch != fmt.N_CHANNELS:
+        raise InputError(
+            f"{epochs_file}: {n_ch} sensors, THINGS-MEG's derivative has {fmt.N_CHANNELS} "
+            "magnetometers; use the preprocessed derivative, not the raw recordings"
+        )
+    if epochs.info["sfreq"] != fmt.SFREQ:
+        raise InputError(
+            f"{epochs_file}: sampled at {epochs.info['sfreq']:g} Hz, THINGS-MEG's derivative at "
+            f"{fmt.SFREQ:g} Hz; use the preprocessed derivative"
+        )
+
+
+def crop(times: np.ndarray, tmin: float, tmax: float, path: Path) -> slice:
+    """The samples of the closed interval [tmin, tmax]."""
+    start = int(np.argmin(np.abs(times - tmin)))
+    stop = int(np.argmin(np.abs(times - tmax))) + 1
+    if not (np.isclose(times[start], tmin) and np.isclose(times[stop - 1], tmax)):
+        raise InputError(
+            f"{path}: epochs span {times[0]:g}..{times[-1]:g} s and hold no samples at "
+            f"{tmin:g} and {tmax:g} s; set tmin/tmax within them"
+        )
+    return slice(start, stop)
+
+
+def run(
+    data_dir: Path | str, participant: int, out: Path | str, tmin: float = 0.0,
+    tmax: float = 1.0, chunk: int = CHUNK,
+) -> dict:  # fmt: skip
+    """Write `out` (the common brain-data file); returns a summary."""
+    data_dir, out = Path(data_dir), Path(out)
+    start_time = time.perf_counter()
+    csv = fmt.attributes_path(data_dir, participant)
+    first = fmt.epochs_path(data_dir, participant)
+    table = fmt.read_attributes(csv)
+    epochs = fmt.open_epochs(first)
+    check(epochs, table, first, csv)
+    window = crop(epochs.times, tmin, tmax, first)
+    chosen = select(table, epochs.events[:, 2], csv)
+    for (ses, run_nr), n in chosen["dropped"].groupby(["session_nr", "run_nr"]).size().items():
+        log.warning("session %d run %d: %d trial(s) whose event value disagrees with the CSV "
+                    "dropped", ses, run_nr, n)  # fmt: skip
+
+    # conditions: each partition's distinct images, sorted; repetitions in recording order
+    layout = {}
+    for part in ("train", "test"):
+        rows, stimuli, concepts = chosen[part]
+        names, first_row, cond = np.unique(stimuli, return_index=True, return_inverse=True)
+        rep = np.zeros(len(rows), dtype=int)
+        for c in range(len(names)):
+            rep[cond == c] = np.arange((cond == c).sum())
+        if part == "train" and rep.max(initial=0) > 0:
+            raise InputError(f"{csv}: an exp image is shown more than once ({names[rep.argmax()]}); "
+                             "THINGS-MEG shows each once: use the release's CSV")  # fmt: skip
+        layout[part] = (rows, cond, rep, names, concepts[first_row])
+    if not len(layout["train"][0]) or not len(layout["test"][0]):
+        raise InputError(f"{csv}: no exp trials of non-test concepts, or no test trials")
+
+    n_ch, n_t = len(epochs.ch_names), window.stop - window.start
+    info = epochs.info
+    with atomic_path(out) as tmp, h5py.File(tmp, "w") as f:
+        dsets = {}
+        for part, (rows, cond, rep, names, concepts) in layout.items():
+            shape = (len(names), rep.max() + 1, n_ch, n_t)
+            dsets[part] = f.create_dataset(part, shape, "<f4", fillvalue=np.nan)
+            brain_data.write_stimuli(f, part, list(names), list(concepts))
+        wanted = np.concatenate([layout[p][0] for p in layout])
+        where = {  # epoch -> (partition, condition, repetition)
+            int(e): (p, int(c), int(r)) for p in layout for e, c, r in zip(*layout[p][:3])
+        }
+        wanted.sort()
+        for a in tqdm(range(0, len(wanted), chunk), desc=f"P{participant} epochs", unit="chunk"):
+            idx = wanted[a : a + chunk]
+            data = epochs.get_data(item=idx, copy=False, verbose="error")[:, :, window]
+            for e, x in zip(idx.tolist(), data):
+                part, c, r = where[e]
+                dsets[part][c, r] = x.astype(np.float32)
+        f["ch_names"] = np.array(epochs.ch_names, dtype=h5py.string_dtype())
+        f["times"] = epochs.times[window].astype(np.float64)
+        brain_data.write_sensors(f, info)
+        f.attrs.update(
+            kind=fmt.KIND, modality=fmt.MODALITY, subject=participant, sfreq=info["sfreq"],
+            tmin=tmin, tmax=tmax, source=str(first), dropped_mismatched=len(chosen["dropped"]),
+        )  # fmt: skip
+    summary = {
+        "train": dsets_shape(out, "train"), "test": dsets_shape(out, "test"),
+        "dropped_mismatched": len(chosen["dropped"]), "seconds": time.perf_counter() - start_time,
+    }  # fmt: skip
+    log.info("P%d: train %s, test %s, %d mismatched trials dropped -> %s (%.1f s)", participant,
+             summary["train"], summary["test"], summary["dropped_mismatched"], out,
+             summary["seconds"])  # fmt: skip
+    return summary
+
+
+def dsets_shape(path: Path, name: str) -> tuple:
+    with h5py.File(path, "r") as f:
+        return f[name].shape
