@@ -33,7 +33,8 @@ PUBLISHED = """
 import sys, numpy as np
 sys.path.insert(0, {tests!r})
 import published
-from visdecode import preprocess, things_eeg2 as fmt
+from visdecode.datasets.things_eeg2 import format as fmt
+from visdecode.datasets.things_eeg2 import preprocess
 params = preprocess.Params()
 parts = []
 for part, reps in (("training", params.train_reps), ("test", params.test_reps)):
@@ -66,8 +67,8 @@ def main() -> None:
     if not shutil.which("/usr/bin/time"):
         sys.exit("GNU time (/usr/bin/time) is needed: apt-get install time")
 
-    from visdecode import synth
-    from visdecode import things_eeg2 as fmt
+    from visdecode.datasets.things_eeg2 import synth
+    from visdecode.datasets.things_eeg2 import format as fmt
 
     cfg = synth.WorldConfig.from_dict(FULL)
     if not fmt.raw_path(root, 1, 4, "test").is_file():

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from visdecode import synth
+from visdecode.datasets.things_eeg2 import synth
 
 TINY_WORLD = dict(
     seed=3,

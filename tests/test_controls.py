@@ -27,7 +27,9 @@ import numpy as np
 import pytest
 import yaml
 
-from visdecode import embed, evaluate, preprocess, synth, tables, train
+from visdecode import embed, evaluate, tables, train
+from visdecode.datasets import synthetic_things
+from visdecode.datasets.things_eeg2 import preprocess, synth
 
 CONFIG = yaml.safe_load((Path(__file__).resolve().parents[1] / "config" / "config.yaml").read_text())
 WORLD = CONFIG["synthetic"]["world"]
@@ -40,7 +42,7 @@ NULL_TOLERANCE = 0.05
 def build(root, judgements: str, eeg: bool) -> None:
     cfg = synth.WorldConfig.from_dict({**WORLD, "human_judgements": judgements})
     synth.write_images_atomic(root, cfg)
-    synth.write_encoders(root)
+    synthetic_things.write_encoders(root)
     if eeg:
         for s in SUBJECTS:
             synth.write_subject(root, s, cfg)

@@ -16,8 +16,9 @@ import numpy as np
 import pytest
 from mirror import Mirror, closed_port_url
 
-from visdecode import download, release
-from visdecode import things_eeg2 as fmt
+from visdecode import download
+from visdecode.datasets.things_eeg2 import release, sources
+from visdecode.datasets.things_eeg2 import format as fmt
 from visdecode.errors import InputError
 
 SESSIONS = 4
@@ -89,7 +90,7 @@ def host(payload):
 
 def fetch(part, data_dir, mirrors, **kw):
     kw.setdefault("subject", None if part == "images" else 1)
-    return download.fetch(part, data_dir, mirrors, n_sessions=SESSIONS, timeout=5, **kw)
+    return download.fetch(sources, part, data_dir, mirrors, n_sessions=SESSIONS, timeout=5, **kw)
 
 
 def tree(folder: Path) -> list[str]:
@@ -97,7 +98,7 @@ def tree(folder: Path) -> list[str]:
 
 
 def raw_outputs(data_dir):
-    return download.outputs("raw", data_dir, 1, SESSIONS)
+    return sources.outputs("raw", data_dir, 1, SESSIONS)
 
 
 # --------------------------------------------------------------------------- success
@@ -209,7 +210,7 @@ def test_404_is_reported_and_leaves_nothing(host, tmp_path):
 
 def test_a_mirror_without_the_subject_is_skipped(host, tmp_path):
     with pytest.raises(InputError, match="local-osf: lists no file for raw EEG of sub-03"):
-        download.fetch("raw", tmp_path, host.mirrors("osf"), subject=3, timeout=5)
+        download.fetch(sources, "raw", tmp_path, host.mirrors("osf"), subject=3, timeout=5)
     assert tree(tmp_path) == []
 
 

@@ -15,8 +15,8 @@ from mirror import Mirror, closed_port_url
 from test_download import npy_bytes, release_file, zip_tree
 from test_workflow import REPO, snakemake
 
-from visdecode import preprocess
-from visdecode import things_eeg2 as fmt
+from visdecode.datasets.things_eeg2 import preprocess
+from visdecode.datasets.things_eeg2 import format as fmt
 
 DATASET = "things-eeg2-fetched"
 TARGET = f"results/preprocessed/{DATASET}/sub-01.h5"
@@ -129,11 +129,11 @@ def test_release_source_refused_for_the_synthetic_world(tmp_path):
 def test_paper_scale_config(tmp_path):
     """config/things-eeg2.yaml: the real data set, 10 subjects, the paper's seeds and pairs,
     every brain encoder and the published recipes; its dry run plans every job."""
-    from visdecode import download
+    from visdecode.datasets.things_eeg2 import sources
     from visdecode.image_encoders import REGISTRY
 
     base = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
-    assert base["download"]["mirrors"] == download.DEFAULT_MIRRORS
+    assert base["download"]["mirrors"] == sources.DEFAULT_MIRRORS
     paper = yaml.safe_load((REPO / "config" / "things-eeg2.yaml").read_text())
     assert paper["synthetic"] == {"enabled": False}
     assert paper["subjects"] == list(range(1, 11))

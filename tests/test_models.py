@@ -5,7 +5,8 @@ import pytest
 import torch
 from torch import nn
 
-from visdecode import brain_encoders, image_encoders, synth
+from visdecode import brain_encoders, image_encoders
+from visdecode.datasets import synthetic_things as synth
 from visdecode.errors import InputError
 
 

@@ -7,8 +7,8 @@ import pytest
 from sklearn.discriminant_analysis import _cov
 
 import published
-from visdecode import preprocess
-from visdecode import things_eeg2 as fmt
+from visdecode.datasets.things_eeg2 import preprocess
+from visdecode.datasets.things_eeg2 import format as fmt
 from visdecode.errors import InputError
 
 PARAMS = dict(train_reps=2, test_reps=4)

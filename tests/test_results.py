@@ -10,7 +10,7 @@ from scipy import stats
 
 from visdecode import attribution, brain_encoders, figures, tables
 from visdecode.errors import InputError
-from visdecode.things_eeg2 import CH_NAMES
+from visdecode.datasets.things_eeg2.format import CH_NAMES
 
 PAIRS = [
     {"name": "A", "aligned": "a_glocal", "unaligned": "a"},

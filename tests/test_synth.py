@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from visdecode import synth
-from visdecode import things_eeg2 as fmt
+from visdecode.datasets.things_eeg2 import synth
+from visdecode.datasets.things_eeg2 import format as fmt
 
 
 def test_raw_files_have_the_published_layout(world, world_cfg):

@@ -6,7 +6,7 @@ import pickle
 import numpy as np
 import pytest
 
-from visdecode import things_eeg2 as fmt
+from visdecode.datasets.things_eeg2 import format as fmt
 from visdecode.errors import InputError
 
 rng = np.random.default_rng(0)

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from visdecode import brain_data
+from visdecode import brain_data, sensors
 from visdecode.datasets.things_meg import format as fmt
 from visdecode.datasets.things_meg import prepare
 from visdecode.datasets.things_meg import synth as meg_synth
@@ -135,7 +135,7 @@ def test_preparation_splits_as_published(world, tmp_path):
     np.testing.assert_allclose(
         averaged[i], brain_data.normalise_repetitions(reps).mean(0), rtol=1e-5
     )
-    info = brain_data.read_sensors(out)
+    info = sensors.read(out)
     assert info["nchan"] == 271 and np.isfinite([c["loc"][:3] for c in info["chs"]]).all()
 
 

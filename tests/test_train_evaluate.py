@@ -543,11 +543,13 @@ def test_permutation_control_shuffles_the_pairing_only(learnable):
 @pytest.fixture(scope="module")
 def three_subjects(tmp_path_factory, world_cfg):
     """A tiny synthetic world of 3 subjects, preprocessed, with its backbone's embeddings."""
-    from visdecode import embed, preprocess, synth
+    from visdecode import embed
+    from visdecode.datasets import synthetic_things
+    from visdecode.datasets.things_eeg2 import preprocess, synth
 
     root = tmp_path_factory.mktemp("three")
     synth.write_images_atomic(root, world_cfg)
-    synth.write_encoders(root)
+    synthetic_things.write_encoders(root)
     params = preprocess.Params(test_reps=world_cfg.test_reps_per_session)
     for s in (1, 2, 3):
         synth.write_subject(root, s, world_cfg)

@@ -51,29 +51,6 @@ def load_averaged(path: Path | str, partition: str) -> np.ndarray:
     return out
 
 
-def write_sensors(f: h5py.File, info) -> None:
-    """The sensors of an MNE Info: `ch_types` and `ch_loc` (channels x 12, MNE's loc: position
-    and orientation in the head frame, metres), so figures can draw them without the data set."""
-    f["ch_types"] = np.array(info.get_channel_types(), dtype=h5py.string_dtype())
-    f["ch_loc"] = np.array([ch["loc"] for ch in info["chs"]], dtype=np.float64)
-
-
-def read_sensors(path: Path | str):
-    """An MNE Info of a brain-data file's sensors (positions where stored)."""
-    import mne
-
-    with h5py.File(path, "r") as f:
-        names = list(f["ch_names"].asstr()[:])
-        types = list(f["ch_types"].asstr()[:]) if "ch_types" in f else ["eeg"] * len(names)
-        loc = f["ch_loc"][:] if "ch_loc" in f else None
-        sfreq = float(f.attrs.get("sfreq", 1.0))
-    info = mne.create_info(names, sfreq, types)
-    if loc is not None:
-        for ch, values in zip(info["chs"], loc):
-            ch["loc"][:] = values
-    return info
-
-
 def write_stimuli(
     f: h5py.File, partition: str, stimuli: list[str], concepts: list[str], rows=None
 ) -> None:

@@ -21,14 +21,15 @@ FIGURES = [
 
 
 def _synth(a: argparse.Namespace) -> None:
-    from visdecode import synth
+    from visdecode.datasets import synthetic_things
+    from visdecode.datasets.things_eeg2 import synth
 
     cfg = synth.WorldConfig.from_dict(yaml.safe_load(a.world) if a.world else {})
     root = Path(a.root)
     if a.part in ("images", "all"):
         synth.write_images_atomic(root, cfg)
     if a.part in ("encoders", "all"):
-        fit = synth.write_encoders(root, a.weights_dir)
+        fit = synthetic_things.write_encoders(root, a.weights_dir)
         log.info("synthetic encoder pair written: %s", fit)
     if a.part in ("eeg", "all"):
         subjects = a.subject or [1, 2]
@@ -38,14 +39,16 @@ def _synth(a: argparse.Namespace) -> None:
 
 def _download(a: argparse.Namespace) -> None:
     from visdecode import download
+    from visdecode.datasets.things_eeg2 import sources
 
-    mirrors = download.DEFAULT_MIRRORS
+    mirrors = sources.DEFAULT_MIRRORS
     if a.mirrors:
         cfg = yaml.safe_load(Path(a.mirrors).read_text())
         mirrors = cfg["download"]["mirrors"] if "download" in cfg else cfg
-    if download.PARTS[a.part].per_subject and not a.subject:
+    if sources.PARTS[a.part].per_subject and not a.subject:
         raise InputError(f"download {a.part}: give --subject")
     download.fetch(
+        sources,
         a.part,
         a.data_dir,
         mirrors,
@@ -58,13 +61,13 @@ def _download(a: argparse.Namespace) -> None:
 
 
 def _import_release(a: argparse.Namespace) -> None:
-    from visdecode import release
+    from visdecode.datasets.things_eeg2 import release
 
     release.run(a.data_dir, a.subject, a.out)
 
 
 def _preprocess(a: argparse.Namespace) -> None:
-    from visdecode import preprocess
+    from visdecode.datasets.things_eeg2 import preprocess
 
     params = preprocess.Params(
         mvnn=a.mvnn,

@@ -1,5 +1,6 @@
-"""Acquiring THINGS-EEG2 from its hosts: raw EEG per subject, the image set, and the official
-preprocessed release per subject.
+"""Acquiring a data set's files from its hosts, for any kind: the kind's `sources` module names
+its parts (what files, where a person finds them), lays out and checks what was fetched, and
+says which files a part puts in place (`Source`).
 
 Each mirror is asked for its file list and the checksums it publishes (OSF: SHA-256 or MD5
 from its API; Figshare: MD5; a plain HTTP mirror: a `SHA256SUMS` file). The files of one part
@@ -24,8 +25,8 @@ import tarfile
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
-from visdecode import things_eeg2 as fmt
 from visdecode.errors import InputError
 
 log = logging.getLogger(__name__)
@@ -39,33 +40,6 @@ class Part:
     page: str  # where a person finds the files (for the by-hand instructions)
     pattern: str  # regular expression over a mirror's file paths; {subject}: two digits
     per_subject: bool = True
-
-
-PARTS = {
-    "raw": Part("raw EEG", "https://osf.io/crxs4/", rf"(^|/)sub-{{subject}}({ARCHIVE}$|/)"),
-    "preprocessed": Part(
-        "official preprocessed EEG",
-        "https://osf.io/anp5v/",
-        rf"(^|/)sub-{{subject}}({ARCHIVE}$|/)",
-    ),
-    "images": Part(
-        "image set",
-        "https://osf.io/y63gw/",
-        rf"(^|/)(training_images|test_images)({ARCHIVE}$|/)|(^|/)image_metadata\.npy$",
-        per_subject=False,
-    ),
-}
-
-# The hosts of the release (facts: ../shared/reference/things-eeg2.md). config.yaml's
-# download.mirrors is the source of truth for the workflow; this is the CLI's default.
-DEFAULT_MIRRORS = [
-    {
-        "name": "osf",
-        "type": "osf",
-        "url": "https://api.osf.io/v2",
-        "ids": {"raw": "crxs4", "preprocessed": "anp5v", "images": "y63gw"},
-    }
-]
 
 
 class Unavailable(Exception):
@@ -146,8 +120,8 @@ def list_http(session, base: str, folder: str, timeout: float) -> list[Remote]:
 LISTERS = {"osf": list_osf, "figshare": list_figshare, "http": list_http}
 
 
-def select(remotes: list[Remote], part: str, subject: int | None) -> list[Remote]:
-    pattern = re.compile(PARTS[part].pattern.format(subject=f"{subject or 0:02d}"))
+def select(remotes: list[Remote], part: Part, subject: int | None) -> list[Remote]:
+    pattern = re.compile(part.pattern.format(subject=f"{subject or 0:02d}"))
     return sorted((r for r in remotes if pattern.search(r.path)), key=lambda r: r.path)
 
 
@@ -281,118 +255,53 @@ def unpack(files: dict[str, Path], staging: Path) -> None:
             shutil.copyfile(path, target)
 
 
-def _find(staging: Path, name: str, kind: str = "file") -> list[Path]:
+def find(staging: Path, name: str, kind: str = "file") -> list[Path]:
+    """Files (or folders) named `name` anywhere under `staging`, sorted."""
     hits = staging.rglob(name)
     return sorted(p for p in hits if (p.is_dir() if kind == "dir" else p.is_file()))
 
 
-def arrange_raw(staging: Path, data_dir: Path, subject: int, n_sessions: int) -> dict:
-    """{final path: staged path} of the subject's raw session files, each checked."""
-    plan = {}
-    for ses in range(1, n_sessions + 1):
-        for partition in fmt.PARTITIONS:
-            name = f"raw_eeg_{partition}.npy"
-            hits = [p for p in _find(staging, name) if p.parent.name == f"ses-{ses:02d}"]
-            if len(hits) != 1:
-                raise InputError(
-                    f"sub-{subject:02d} raw EEG: the download holds {len(hits)} "
-                    f"ses-{ses:02d}/{name} files, expected 1"
-                )
-            raw = fmt.RawFile(hits[0])
-            if raw.shape[0] != len(fmt.CH_NAMES) + 1 or raw.sfreq != fmt.SFREQ:
-                raise InputError(
-                    f"{hits[0]}: raw_eeg_data has shape {raw.shape} at {raw.sfreq} Hz, expected "
-                    f"({len(fmt.CH_NAMES) + 1}, n_samples) at {fmt.SFREQ:.0f} Hz"
-                )
-            plan[fmt.raw_path(data_dir, subject, ses, partition)] = hits[0]
-    extra = len(_find(staging, "raw_eeg_*.npy")) - len(plan)
-    if extra:
-        raise InputError(
-            f"sub-{subject:02d} raw EEG: the download holds {extra} session file(s) beyond "
-            f"sessions 1..{n_sessions}; set preprocess.n_sessions to match"
-        )
-    return plan
-
-
-def arrange_images(staging: Path, data_dir: Path) -> dict:
-    """{final path: staged path} of the image metadata and both image folders, every image the
-    metadata lists present and nothing else."""
-    plan = {}
-    meta_hits = _find(staging, "image_metadata.npy")
-    if len(meta_hits) != 1:
-        raise InputError(f"image set: {len(meta_hits)} image_metadata.npy files, expected 1")
-    meta = fmt.load_image_metadata(meta_hits[0])
-    images = data_dir / "images"
-    plan[images / "image_metadata.npy"] = meta_hits[0]
-    for partition in fmt.PARTITIONS:
-        hits = _find(staging, f"{partition}_images", "dir")
-        if len(hits) != 1:
-            raise InputError(f"image set: {len(hits)} {partition}_images folders, expected 1")
-        expected = fmt.image_paths(hits[0].parent, meta, partition)
-        missing = [p for p in expected if not p.is_file()]
-        found = sum(1 for p in hits[0].rglob("*") if p.is_file())
-        if missing or found != len(expected):
-            raise InputError(
-                f"image set: {partition}_images holds {found} files, {len(missing)} of the "
-                f"{len(expected)} listed in image_metadata.npy missing (first: "
-                f"{missing[0].relative_to(hits[0].parent) if missing else 'none'})"
-            )
-        plan[images / f"{partition}_images"] = hits[0]
-    return plan
-
-
-def arrange_preprocessed(staging: Path, data_dir: Path, subject: int) -> dict:
-    plan = {}
-    for name, partition in zip(fmt.RELEASE_FILES, fmt.PARTITIONS):
-        hits = _find(staging, name)
-        if len(hits) != 1:
-            raise InputError(
-                f"sub-{subject:02d} official preprocessed EEG: the download holds {len(hits)} "
-                f"{name} files, expected 1"
-            )
-        fmt.load_release(hits[0], partition)
-        plan[fmt.release_dir(data_dir, subject) / name] = hits[0]
-    return plan
-
-
-def outputs(part: str, data_dir: Path | str, subject: int | None = None, n_sessions: int = 4):
-    """The files a part puts in place (the images' folders: their metadata file stands in)."""
-    data_dir = Path(data_dir)
-    if part == "raw":
-        return [
-            fmt.raw_path(data_dir, subject, s, p)
-            for s in range(1, n_sessions + 1)
-            for p in fmt.PARTITIONS
-        ]
-    if part == "preprocessed":
-        return [fmt.release_dir(data_dir, subject) / n for n in fmt.RELEASE_FILES]
-    return [data_dir / "images" / "image_metadata.npy"]
-
-
-def _by_hand(part: str, data_dir: Path, subject: int | None, n_sessions: int) -> str:
-    first = outputs(part, data_dir, subject, n_sessions)[0]
-    return f"download it by hand from {PARTS[part].page} and unpack it so that {first} exists"
-
-
 # --------------------------------------------------------------------------- one part
+class Source(Protocol):
+    """What a kind's `sources` module provides."""
+
+    PARTS: dict[str, Part]
+
+    def arrange(self, part: str, staging: Path, data_dir: Path, subject, **layout) -> dict:
+        """{final path: staged path} of a fetched part, each file checked."""
+
+    def outputs(self, part: str, data_dir: Path, subject=None, **layout) -> list[Path]:
+        """The files a part puts in place (the last one is the one the workflow waits for)."""
+
+
+def _by_hand(source: Source, part: str, data_dir: Path, subject, layout: dict) -> str:
+    first = source.outputs(part, data_dir, subject, **layout)[0]
+    return (
+        f"download it by hand from {source.PARTS[part].page} and unpack it so that {first} exists"
+    )
+
+
 def fetch(
+    source: Source,
     part: str,
     data_dir: Path | str,
     mirrors: list[dict],
     subject: int | None = None,
-    n_sessions: int = 4,
     timeout: float = 10.0,
     retries: int = 3,
     keep_archives: bool = False,
+    **layout,
 ) -> list[Path]:
-    """Fetch, verify and lay out one part ("raw" or "preprocessed" for a subject, or
-    "images"); returns the files put in place. InputError (one line) when no mirror can."""
+    """Fetch, verify and lay out one part of a kind's data set (`source`: its sources module;
+    `layout`: what its arrange and outputs need, e.g. n_sessions); returns the files put in
+    place. InputError (one line) when no mirror can."""
     import requests
 
-    if part not in PARTS:
-        raise InputError(f"download: unknown part '{part}'; one of {', '.join(PARTS)}")
+    parts = source.PARTS
+    if part not in parts:
+        raise InputError(f"download: unknown part '{part}'; one of {', '.join(parts)}")
     data_dir = Path(data_dir)
-    what = PARTS[part].label + (f" of sub-{subject:02d}" if PARTS[part].per_subject else "")
+    what = parts[part].label + (f" of sub-{subject:02d}" if parts[part].per_subject else "")
     downloads = data_dir / "downloads"
     made_downloads = not downloads.exists()
     failures = []
@@ -404,7 +313,7 @@ def fetch(
                 continue
             try:
                 listing = LISTERS[mirror["type"]](session, mirror["url"], str(ident), timeout)
-                remotes = select(listing, part, subject)
+                remotes = select(listing, parts[part], subject)
                 if not remotes:
                     raise Unavailable(f"lists no file for {what}")
                 log.info("%s: %d file(s) from %s", what, len(remotes), mirror["name"])
@@ -413,7 +322,7 @@ def fetch(
                 failures.append(f"{mirror['name']}: {_why(err)}")
                 log.warning("%s: mirror %s failed: %s", what, mirror["name"], failures[-1])
                 continue
-            placed = _install(part, files, data_dir, subject, n_sessions)
+            placed = _install(source, part, files, data_dir, subject, layout)
             if not keep_archives:
                 for path in files.values():
                     path.unlink(missing_ok=True)
@@ -423,25 +332,21 @@ def fetch(
         _remove_empty(downloads / ".partial", downloads)
     raise InputError(
         f"{what}: no mirror could provide it ({'; '.join(failures) or 'no mirrors configured'})"
-        f"; {_by_hand(part, data_dir, subject, n_sessions)}"
+        f"; {_by_hand(source, part, data_dir, subject, layout)}"
     )
 
 
-def _install(part, files, data_dir: Path, subject, n_sessions) -> list[Path]:
+def _install(source: Source, part, files, data_dir: Path, subject, layout: dict) -> list[Path]:
     staging = data_dir / (f".staging-{part}" + (f"-sub-{subject:02d}" if subject else ""))
     placed: list[Path] = []
     try:
         shutil.rmtree(staging, ignore_errors=True)
         staging.mkdir(parents=True)
         unpack(files, staging)
-        if part == "raw":
-            plan = arrange_raw(staging, data_dir, subject, n_sessions)
-        elif part == "preprocessed":
-            plan = arrange_preprocessed(staging, data_dir, subject)
-        else:
-            plan = arrange_images(staging, data_dir)
-        # the metadata file last: it is what the workflow waits for
-        for final, staged in sorted(plan.items(), key=lambda kv: kv[0].suffix == ".npy"):
+        plan = source.arrange(part, staging, data_dir, subject, **layout)
+        # the file the workflow waits for (outputs' last) is put in place last
+        last = source.outputs(part, data_dir, subject, **layout)[-1]
+        for final, staged in sorted(plan.items(), key=lambda kv: kv[0] == last):
             final.parent.mkdir(parents=True, exist_ok=True)
             if final.is_dir():
                 shutil.rmtree(final)

@@ -24,7 +24,8 @@ from torch.utils.data import DataLoader, Dataset
 from torchvision import transforms
 from tqdm import tqdm
 
-from visdecode import image_encoders, things_eeg2, weights
+from visdecode import image_encoders, weights
+from visdecode.datasets.things_eeg2 import format as things_eeg2
 from visdecode.device import describe, pick_device
 from visdecode.errors import InputError
 from visdecode.io import atomic_path, set_attrs

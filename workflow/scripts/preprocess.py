@@ -2,7 +2,7 @@
 
 from pathlib import Path
 
-from visdecode import preprocess
+from visdecode.datasets.things_eeg2 import preprocess
 from visdecode.io import rule_logging
 
 rule_logging(snakemake.log[0])

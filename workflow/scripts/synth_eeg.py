@@ -2,7 +2,7 @@
 
 from pathlib import Path
 
-from visdecode import synth
+from visdecode.datasets.things_eeg2 import synth
 from visdecode.io import rule_logging
 
 rule_logging(snakemake.log[0])

@@ -4,11 +4,11 @@ from pathlib import Path
 
 import torch
 
-from visdecode import synth
+from visdecode.datasets import synthetic_things
 from visdecode.io import rule_logging
 
 rule_logging(snakemake.log[0])
 torch.set_num_threads(snakemake.threads)
-synth.write_encoders(
+synthetic_things.write_encoders(
     Path(snakemake.input.truth).parent, Path(snakemake.output.backbone).parent
 )

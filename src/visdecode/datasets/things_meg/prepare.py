@@ -26,7 +26,7 @@ import h5py
 import numpy as np
 from tqdm import tqdm
 
-from visdecode import brain_data
+from visdecode import brain_data, sensors
 from visdecode.datasets.things_meg import format as fmt
 from visdecode.errors import InputError
 from visdecode.io import atomic_path
@@ -148,7 +148,7 @@ def run(
                 dsets[part][c, r] = x.astype(np.float32)
         f["ch_names"] = np.array(epochs.ch_names, dtype=h5py.string_dtype())
         f["times"] = epochs.times[window].astype(np.float64)
-        brain_data.write_sensors(f, info)
+        sensors.write(f, info)
         f.attrs.update(
             kind=fmt.KIND, modality=fmt.MODALITY, subject=participant, sfreq=info["sfreq"],
             tmin=tmin, tmax=tmax, source=str(first), dropped_mismatched=len(chosen["dropped"]),

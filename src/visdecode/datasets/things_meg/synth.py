@@ -1,6 +1,6 @@
 """The embedded THINGS-MEG world: ds004212's derivative in its exact format, a planted signal.
 
-The images and the simulated human judgements are the synthetic THINGS of `visdecode.synth`
+The images and the simulated human judgements are the synthetic THINGS of `visdecode.datasets.synthetic_things`
 (perceptual features drawn per concept, nuisance clutter the brain ignores, an alignment set
 judged by the features or, for the null-alignment control, by the clutter), laid out as
 THINGS-MEG's image folders. Every concept has one exp image per session (exemplars 1..S); the
@@ -28,7 +28,7 @@ import numpy as np
 import pandas as pd
 from scipy.signal import lfilter
 
-from visdecode import synth
+from visdecode.datasets import synthetic_things as things
 from visdecode.datasets.things_meg import format as fmt
 from visdecode.io import atomic_path
 
@@ -65,29 +65,21 @@ class WorldConfig:
         return cls(**d)
 
     def __post_init__(self):
-        if self.human_judgements not in synth.JUDGEMENTS:
+        if self.human_judgements not in things.JUDGEMENTS:
             raise ValueError(
                 f"synthetic world: human_judgements '{self.human_judgements}': use one of "
-                f"{', '.join(synth.JUDGEMENTS)}"
+                f"{', '.join(things.JUDGEMENTS)}"
             )
         if not 1 <= self.n_sessions < TEST_EXEMPLAR:
             raise ValueError(f"synthetic world: n_sessions {self.n_sessions}: use 1 to 12")
-
-    def images_alike(self) -> synth.WorldConfig:
-        """The image options, as the image world's config."""
-        return synth.WorldConfig(
-            seed=self.seed, image_size=self.image_size, clutter=self.clutter,
-            n_alignment_images=self.n_alignment_images, n_triplets=self.n_triplets,
-            judgement_noise=self.judgement_noise, human_judgements=self.human_judgements,
-        )  # fmt: skip
 
 
 # --------------------------------------------------------------------------- images
 def concepts(cfg: WorldConfig) -> tuple[list[str], list[str]]:
     """(every concept in THINGS order, the test concepts); some names hold '_' as THINGS'."""
-    words = synth._concept_names(cfg.n_train_concepts + cfg.n_test_concepts)
+    words = things._concept_names(cfg.n_train_concepts + cfg.n_test_concepts)
     names = sorted(
-        f"{w}_{synth.CONCEPT_WORDS[i % len(synth.CONCEPT_WORDS)]}" if i % 3 == 0 else w
+        f"{w}_{things.CONCEPT_WORDS[i % len(things.CONCEPT_WORDS)]}" if i % 3 == 0 else w
         for i, w in enumerate(words)
     )
     rng = np.random.default_rng([cfg.seed, 11])
@@ -125,24 +117,26 @@ def write_images(root: Path, cfg: WorldConfig, render: bool = True) -> None:
     table = image_table(cfg)
     rng = np.random.default_rng([cfg.seed, 12])
     per = cfg.n_sessions + 1  # enough exemplars for every concept's images
-    params, feat = synth.sample_features(len(table.concept.unique()), per, rng)
+    params, feat = things.sample_features(len(table.concept.unique()), per, rng)
     slot = (table.category_nr - 1) * per + np.minimum(table.exemplar_nr, per) - 1
     params, feat = params[slot], feat[slot]
     for i, path in enumerate(table.image_path):
         target = root / path
         target.parent.mkdir(parents=True, exist_ok=True)
         if render:
-            synth.render_image(params[i], cfg.image_size, rng, cfg.clutter).save(target, quality=92)
+            things.render_image(params[i], cfg.image_size, rng, cfg.clutter).save(
+                target, quality=92
+            )
     catch = root / fmt.IMAGE_FOLDERS["catch"]
     catch.mkdir(parents=True, exist_ok=True)
     for k in range(1, cfg.n_catch + 1):
         if render:
-            p, _ = synth.sample_features(1, 1, rng)
-            synth.render_image(p[0], cfg.image_size, rng, cfg.clutter).save(
+            p, _ = things.sample_features(1, 1, rng)
+            things.render_image(p[0], cfg.image_size, rng, cfg.clutter).save(
                 catch / f"catch{k:03d}.jpg", quality=92
             )
-    align_params, align_feat = synth.sample_features(cfg.n_alignment_images // 10 or 1, 10, rng)
-    synth.write_alignment(root, cfg.images_alike(), rng, align_params, align_feat, render)
+    align_params, align_feat = things.sample_features(cfg.n_alignment_images // 10 or 1, 10, rng)
+    things.write_alignment(root, cfg, rng, align_params, align_feat, render)
     with h5py.File(root / "synthetic_truth.h5", "a") as f:
         f.attrs["description"] = (
             "Planted truth of the visdecode THINGS-MEG world: standardised perceptual features "
@@ -152,7 +146,7 @@ def write_images(root: Path, cfg: WorldConfig, render: bool = True) -> None:
         for k, v in vars(cfg).items():
             f.attrs[f"world_{k}"] = v
         f.create_dataset("image_paths", data=table.image_path.tolist(), dtype=h5py.string_dtype())
-        f["features"] = synth.standardise(feat)
+        f["features"] = things.standardise(feat)
 
 
 def write_images_atomic(root: Path, cfg: WorldConfig, render: bool = True) -> None:
@@ -179,7 +173,7 @@ def brain_model(cfg: WorldConfig, info) -> dict:
     import mne
 
     rng = np.random.default_rng([cfg.seed, 13])
-    k = len(synth.FEATURES)
+    k = len(things.FEATURES)
     # posterior cortex in the head frame (y < 0 is posterior), 3-7 cm from the sphere centre
     centres = np.column_stack(
         [rng.uniform(-0.045, 0.045, k + 1), rng.uniform(-0.07, -0.035, k + 1),
@@ -195,8 +189,12 @@ def brain_model(cfg: WorldConfig, info) -> dict:
     gain = fwd["sol"]["data"]
     gain = gain / np.abs(gain).max(axis=0)  # each topography peaks at 1
     times = fmt.TMIN + np.arange(fmt.N_TIMES) / fmt.SFREQ
-    wave = np.exp(-((times[None] - synth.LATENCY[:, None]) ** 2) / (2 * synth.WIDTH[:, None] ** 2))
-    wave *= np.cos(2 * np.pi * (times[None] - synth.LATENCY[:, None]) / (4 * synth.WIDTH[:, None]))
+    wave = np.exp(
+        -((times[None] - things.LATENCY[:, None]) ** 2) / (2 * things.WIDTH[:, None] ** 2)
+    )
+    wave *= np.cos(
+        2 * np.pi * (times[None] - things.LATENCY[:, None]) / (4 * things.WIDTH[:, None])
+    )
     erp = (
         np.exp(-((times - 0.10) ** 2) / (2 * 0.015**2))
         - 1.5 * np.exp(-((times - 0.17) ** 2) / (2 * 0.025**2))
@@ -302,7 +300,7 @@ def write_participant(
         paths = f["image_paths"].asstr()[:]
         feats = f["features"][:]
     lookup = dict(zip(paths, feats))
-    target = np.random.default_rng(synth.TARGET_FEATURES_SEED).normal(0, 1, feats.shape[1])
+    target = np.random.default_rng(things.TARGET_FEATURES_SEED).normal(0, 1, feats.shape[1])
     # what each epoch shows: the CSV's image (the event value's disagreement is a label error)
     features = np.stack([lookup.get(p, target) for p in attributes.image_path])
     rng = np.random.default_rng([cfg.seed, 16, participant])

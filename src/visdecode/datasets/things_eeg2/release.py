@@ -16,7 +16,7 @@ import h5py
 import numpy as np
 
 from visdecode import brain_data
-from visdecode import things_eeg2 as fmt
+from visdecode.datasets.things_eeg2 import format as fmt
 from visdecode.errors import InputError
 from visdecode.io import atomic_path, set_attrs
 
