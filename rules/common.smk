@@ -297,7 +297,7 @@ def topk_inputs(wildcards):
     model = f"{RUN}/model.pt"
     files = {
         "brain": f"results/preprocessed/{DATASET}/sub-{choice['subject']}.h5",
-        "metadata": image_metadata(),
+        "images": f"results/images/{DATASET}.tsv",
     }
     for alignment in ("aligned", "unaligned"):
         files[f"{alignment}_model"] = model.format(

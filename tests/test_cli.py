@@ -7,8 +7,8 @@ import h5py
 import pytest
 
 STAGES = [
-    "synth", "preprocess", "embed", "derive-embeddings", "train", "evaluate", "table", "summary", "stats",
-    "attribution", "figure",
+    "synth", "preprocess", "image-set", "embed", "derive-embeddings", "train", "evaluate",
+    "table", "summary", "stats", "attribution", "figure",
 ]  # fmt: skip
 
 
@@ -42,7 +42,7 @@ def test_figure_names_what_it_needs_and_stats_names_a_bad_table(tmp_path):
     done = visdecode("figure", "topk_retrieval", "--out", str(tmp_path / "f.png"))
     assert done.returncode == 2
     assert done.stderr.strip().splitlines() == [
-        "visdecode figure: error: figure topk_retrieval needs --brain --images-dir --aligned "
+        "visdecode figure: error: figure topk_retrieval needs --brain --images --aligned "
         "--unaligned"
     ]
     bad = tmp_path / "runs.csv"

@@ -27,8 +27,9 @@ import numpy as np
 import pytest
 import yaml
 
-from visdecode import embed, evaluate, tables, train
+from visdecode import embed, evaluate, image_sets, tables, train
 from visdecode.datasets import synthetic_things
+from visdecode.datasets.things_eeg2 import format as things_eeg2
 from visdecode.datasets.things_eeg2 import preprocess, synth
 
 CONFIG = yaml.safe_load((Path(__file__).resolve().parents[1] / "config" / "config.yaml").read_text())
@@ -48,7 +49,8 @@ def build(root, judgements: str, eeg: bool) -> None:
             synth.write_subject(root, s, cfg)
             params = preprocess.Params(test_reps=cfg.test_reps_per_session)
             preprocess.run(root, s, root / f"sub-{s:02d}.h5", params, threads=2)
-    embed.run("synth_resnet18", root / "images", root / "encoders", root / "synth_resnet18.h5")
+    image_sets.write(root / "images.tsv", things_eeg2.image_set(root / "images"), root, "")
+    embed.run("synth_resnet18", root / "images.tsv", root / "encoders", root / "synth_resnet18.h5")
     for derived in ("synth_resnet18_glocal", "null_synth_resnet18_glocal"):
         embed.derive(derived, root / "synth_resnet18.h5", root / "encoders", root / f"{derived}.h5")
 

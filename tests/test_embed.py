@@ -14,14 +14,16 @@ import torch
 from PIL import Image
 from test_image_encoders import random_checkpoint, socket_closed
 
-from visdecode import embed, image_encoders
+from visdecode import embed, image_encoders, image_sets
+from visdecode.datasets.things_eeg2 import format as things_eeg2
 from visdecode.derived_encoders import BACKBONE, GLOCAL, with_backbones
 from visdecode.errors import InputError
 from visdecode.weights import WeightFile
 
 
 def image_set(root, n_train=5, n_test=3):
-    """A data set's images in THINGS-EEG2's layout (concept folders, image_metadata.npy)."""
+    """A data set's images in THINGS-EEG2's layout (concept folders, image_metadata.npy), and
+    their image set's index (returned)."""
     rng = np.random.default_rng(0)
     meta = {}
     for part, key, n in (("training", "train", n_train), ("test", "test", n_test)):
@@ -35,7 +37,9 @@ def image_set(root, n_train=5, n_test=3):
             )
         meta[f"{key}_img_concepts"], meta[f"{key}_img_files"] = concepts, files
     np.save(root / "image_metadata.npy", meta, allow_pickle=True)
-    return root
+    index = root.parent / f"{root.name}.tsv"
+    image_sets.write(index, things_eeg2.image_set(root), root, "make them")
+    return index
 
 
 def glocal_world(tmp_path, name="glocal_dino_vitb16"):
@@ -79,7 +83,7 @@ def test_batched_channels_last_equals_one_image_at_a_time(tmp_path):
     """The batched, channels-last path gives the embeddings of a plain per-image loop."""
     spec, weights_dir, images = glocal_world(tmp_path, "glocal_clip_rn50")
     _, model, _ = image_encoders.load("clip_rn50", weights_dir)
-    paths = sorted(images.glob("training_images/*/*.jpg"))
+    paths = sorted((tmp_path / "images").glob("training_images/*/*.jpg"))
     transform = embed.preprocessing(image_encoders.REGISTRY["clip_rn50"])
     with torch.inference_mode():
         expected = torch.cat([model(transform(Image.open(p).convert("RGB"))[None]) for p in paths])

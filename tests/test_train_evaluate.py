@@ -543,8 +543,9 @@ def test_permutation_control_shuffles_the_pairing_only(learnable):
 @pytest.fixture(scope="module")
 def three_subjects(tmp_path_factory, world_cfg):
     """A tiny synthetic world of 3 subjects, preprocessed, with its backbone's embeddings."""
-    from visdecode import embed
+    from visdecode import embed, image_sets
     from visdecode.datasets import synthetic_things
+    from visdecode.datasets.things_eeg2 import format as things_eeg2
     from visdecode.datasets.things_eeg2 import preprocess, synth
 
     root = tmp_path_factory.mktemp("three")
@@ -554,7 +555,8 @@ def three_subjects(tmp_path_factory, world_cfg):
     for s in (1, 2, 3):
         synth.write_subject(root, s, world_cfg)
         preprocess.run(root, s, root / f"sub-{s:02d}.h5", params, threads=2)
-    embed.run("synth_resnet18", root / "images", root / "encoders", root / "emb.h5")
+    image_sets.write(root / "images.tsv", things_eeg2.image_set(root / "images"), root, "")
+    embed.run("synth_resnet18", root / "images.tsv", root / "encoders", root / "emb.h5")
     return root
 
 

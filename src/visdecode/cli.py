@@ -86,12 +86,28 @@ def _preprocess(a: argparse.Namespace) -> None:
     preprocess.run(a.raw_dir, a.subject, a.out, params, threads=a.threads)
 
 
+def _image_set(a: argparse.Namespace) -> None:
+    from visdecode import image_sets
+    from visdecode.datasets.things_eeg2 import format as things_eeg2
+    from visdecode.datasets.things_meg import format as things_meg
+
+    if a.kind == "things-eeg2":
+        images = things_eeg2.image_set(a.images_dir)
+        how = things_eeg2.IMAGES_HOW
+    else:
+        if not a.attributes:
+            raise InputError("image-set things-meg: give --attributes (a sample_attributes CSV)")
+        images = things_meg.image_set(things_meg.read_attributes(a.attributes), a.images_dir)
+        how = things_meg.IMAGES_HOW
+    image_sets.write(a.out, images, a.images_dir, how)
+
+
 def _embed(a: argparse.Namespace) -> None:
     from visdecode import embed
 
     embed.run(
         a.encoder,
-        a.images_dir,
+        a.images,
         a.weights_dir,
         a.out,
         a.batch_size,
@@ -181,13 +197,13 @@ def _figure(a: argparse.Namespace) -> None:
         need("metrics", "pairs")
         figures.training_curves(a.metrics, pairs, a.out, a.dpi)
     else:  # topk_retrieval
-        need("brain", "images_dir", "aligned", "unaligned")
+        need("brain", "images", "aligned", "unaligned")
         runs = {
             alignment: {"model": model, "embeddings": emb, "name": Path(emb).stem}
             for alignment, (model, emb) in (("aligned", a.aligned), ("unaligned", a.unaligned))
         }
         queries = a.queries[0] if len(a.queries) == 1 and not a.query_indices else a.queries
-        figures.topk_grid(runs, a.brain, a.images_dir, a.out, queries, a.k, a.dpi)
+        figures.topk_grid(runs, a.brain, a.images, a.out, queries, a.k, a.dpi)
 
 
 def parser() -> argparse.ArgumentParser:
@@ -250,9 +266,17 @@ def parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     s.set_defaults(func=_preprocess)
 
+    s = sub.add_parser("image-set", help="a data set's images, by stimulus identity -> TSV index")
+    s.add_argument("--kind", required=True, choices=["things-eeg2", "things-meg"])
+    s.add_argument("--images-dir", required=True, help="things-eeg2: images/; things-meg: the "
+                   "folder holding images_meg/ and images_test_meg/")  # fmt: skip
+    s.add_argument("--attributes", help="things-meg: a participant's sample_attributes CSV")
+    s.add_argument("--out", required=True)
+    s.set_defaults(func=_image_set)
+
     s = sub.add_parser("embed", help="image embeddings of one encoder -> HDF5")
     s.add_argument("--encoder", required=True)
-    s.add_argument("--images-dir", required=True)
+    s.add_argument("--images", required=True, help="the image set's index (`visdecode image-set`)")
     s.add_argument("--weights-dir", required=True)
     s.add_argument("--out", required=True)
     s.add_argument("--batch-size", type=int, default=64)
@@ -359,7 +383,7 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--attributions", nargs="+", help="attribution .h5 files of runs")
     s.add_argument("--metrics", nargs="+", help="metrics.csv files of runs")
     s.add_argument("--brain", help="preprocessed HDF5 of the subject (topk_retrieval)")
-    s.add_argument("--images-dir", help="the data set's images/ folder (topk_retrieval)")
+    s.add_argument("--images", help="the image set's index, results/images/<set>.tsv (topk_retrieval)")
     s.add_argument("--aligned", nargs=2, metavar=("MODEL", "EMBEDDINGS"))
     s.add_argument("--unaligned", nargs=2, metavar=("MODEL", "EMBEDDINGS"))
     s.add_argument("--queries", nargs="+", type=int, default=[6],

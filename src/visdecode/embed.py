@@ -24,8 +24,7 @@ from torch.utils.data import DataLoader, Dataset
 from torchvision import transforms
 from tqdm import tqdm
 
-from visdecode import image_encoders, weights
-from visdecode.datasets.things_eeg2 import format as things_eeg2
+from visdecode import image_encoders, image_sets, weights
 from visdecode.device import describe, pick_device
 from visdecode.errors import InputError
 from visdecode.io import atomic_path, set_attrs
@@ -114,7 +113,7 @@ def embed_paths(
 
 def run(
     encoder: str,
-    images_dir: Path | str,
+    images: Path | str,
     weights_dir: Path | str,
     out: Path | str,
     batch_size: int = 64,
@@ -122,10 +121,10 @@ def run(
     local_weights: Path | str | None = None,
     compile: bool = False,
 ) -> None:
-    """Embed a data set's images with one encoder; weights from `weights_dir` (the cache,
-    filled on first use) or the checkpoint `local_weights`."""
-    images_dir = Path(images_dir)
-    meta = things_eeg2.load_image_metadata(images_dir / "image_metadata.npy")
+    """Embed an image set's images (`images`: its index, visdecode.image_sets) with one
+    encoder; weights from `weights_dir` (the cache, filled on first use) or the checkpoint
+    `local_weights`. Rows are named by the images' stimulus identities."""
+    image_set = image_sets.read(images)
     spec, model, weight_paths = image_encoders.load(encoder, weights_dir, local_weights)
     if spec.synthetic:
         log.warning(
@@ -136,12 +135,12 @@ def run(
     device = pick_device()
     log.info("embedding with %s (%s) on %s", encoder, spec.weights, describe(device))
     result = {}
-    for part, key in (("training", "train"), ("test", "test")):
-        paths = things_eeg2.image_paths(images_dir, meta, part)
+    for key in image_sets.PARTITIONS:
+        paths = image_set[key].paths
         result[key] = embed_paths(
             model, spec, paths, batch_size, workers, device, desc=key, compile=compile
         )
-        result[f"{key}_files"] = [str(p.relative_to(images_dir)) for p in paths]
+        result[f"{key}_files"] = image_set[key].stimuli
         log.info("%s: %d images -> %s", key, len(paths), result[key].shape)
     _write(
         out,
@@ -151,7 +150,7 @@ def run(
             "weights_files": [str(p) for p in weight_paths],
             "weights_sha256": weights.sha256(*weight_paths),
             "preprocessing": spec.preprocessing,
-            "images_dir": str(images_dir),
+            "image_set": str(images),
             **provenance(device, compile),
         },
     )

@@ -21,7 +21,7 @@ import seaborn as sns  # noqa: E402
 import torch  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from visdecode import attribution, brain_data, evaluate  # noqa: E402
+from visdecode import attribution, brain_data, evaluate, image_sets  # noqa: E402
 from visdecode.errors import InputError  # noqa: E402
 from visdecode.io import atomic_path  # noqa: E402
 
@@ -361,12 +361,13 @@ def thumbnail(image: Image.Image) -> np.ndarray:
 
 
 def topk_grid(
-    runs: dict, brain, images_dir, outs, queries=6, k: int = 5, dpi: int = 300
+    runs: dict, brain, images, outs, queries=6, k: int = 5, dpi: int = 300
 ) -> tuple[int, int]:
     """For chosen test queries (a count, evenly spaced, or a list of test-image indices):
     the image seen, then the top-k images retrieved by the aligned and by the unaligned
     model, each with its cosine similarity; the correct image framed in green.
-    `runs`: alignment -> {"model": model.pt, "embeddings": embeddings .h5, "name": encoder}."""
+    `runs`: alignment -> {"model": model.pt, "embeddings": embeddings .h5, "name": encoder};
+    `images`: the image set's index (visdecode.image_sets)."""
     x = torch.from_numpy(brain_data.load_averaged(brain, "test"))  # read once for both runs
     sims = {a: evaluate.retrieve(r["model"], brain, r["embeddings"], x) for a, r in runs.items()}
     n = next(iter(sims.values())).shape[0]
@@ -374,7 +375,13 @@ def topk_grid(
         queries = np.linspace(0, n - 1, queries).round().astype(int).tolist()
     if not queries or max(queries) >= n or min(queries) < 0:
         raise InputError(f"figures.topk.queries {queries}: test-image indices run 0..{n - 1}")
-    paths = [Path(images_dir) / s for s in brain_data.read_stimuli(brain, "test")[0]]
+    test = image_sets.read(images)["test"]
+    where = dict(zip(test.stimuli, test.paths))
+    stimuli = brain_data.read_stimuli(brain, "test")[0]
+    missing = [s for s in stimuli if s not in where]
+    if missing:
+        raise InputError(f"{images}: no file for test image {missing[0]} of {brain}")
+    paths = [where[s] for s in stimuli]
     theme()
     n_cols = 1 + 2 * k
     height = PAGE_WIDTH / n_cols * 1.25 * len(queries) + 0.5

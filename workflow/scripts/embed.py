@@ -1,4 +1,4 @@
-"""Rule embed: one image encoder over the data set's images (HDF5 cache)."""
+"""Rule embed: one image encoder over an image set's images (HDF5 cache)."""
 
 from pathlib import Path
 
@@ -14,7 +14,7 @@ options = snakemake.config["embed"]  # execution options: no rule params, they r
 synthetic = image_encoders.get(name).synthetic  # its weights are inputs, made by the world
 embed.run(
     name,
-    Path(snakemake.input.metadata).parent,
+    snakemake.input.images,
     Path(snakemake.input.weights[0]).parent if synthetic else snakemake.config["weights_dir"],
     snakemake.output[0],
     batch_size=options["batch_size"],

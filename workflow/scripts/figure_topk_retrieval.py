@@ -1,7 +1,5 @@
 """Rule figure_topk_retrieval: query images and the top-k retrieved, aligned vs unaligned."""
 
-from pathlib import Path
-
 from visdecode import figures
 from visdecode.io import rule_logging
 
@@ -11,4 +9,4 @@ runs = {
     a: {"model": i[f"{a}_model"], "embeddings": i[f"{a}_embeddings"], "name": p.names[a]}
     for a in ("aligned", "unaligned")
 }
-figures.topk_grid(runs, i.brain, Path(i.metadata).parent, snakemake.output, p.queries, p.k, p.dpi)
+figures.topk_grid(runs, i.brain, i.images, snakemake.output, p.queries, p.k, p.dpi)

@@ -342,6 +342,23 @@ def image_paths(images_dir: Path | str, meta: dict, partition: str) -> list[Path
     ]
 
 
+def image_set(images_dir: Path | str) -> dict:
+    """The data set's images for its image set (visdecode.image_sets): per partition, in
+    event-code order, (stimulus identities, concepts, files)."""
+    meta = load_image_metadata(Path(images_dir) / "image_metadata.npy")
+    out = {}
+    for partition, key in (("training", "train"), ("test", "test")):
+        names, concepts = stimuli(meta, partition)
+        out[key] = (names, concepts, image_paths(images_dir, meta, partition))
+    return out
+
+
+IMAGES_HOW = (
+    "fetch the image set (download: rule download_images, `visdecode download images`) or "
+    "unpack it from https://osf.io/y63gw/ into that folder"
+)
+
+
 # --------------------------------------------------------------------------- official release
 def release_dir(data_dir: Path | str, subject: int) -> Path:
     return Path(data_dir) / "preprocessed_eeg" / f"sub-{subject:02d}"

@@ -164,3 +164,29 @@ def open_epochs(path: Path | str):
             f"{path}: a part of these epochs is damaged or truncated ({type(err).__name__}: "
             f"{err or 'inconsistent parts'}); fetch the participant's files again"
         ) from None
+
+
+IMAGES_HOW = (
+    "the THINGS images are not part of ds004212: get the THINGS image database "
+    "(https://things-initiative.org, password-protected) and give the folder holding "
+    "images_meg/ and images_test_meg/ as the data set's images_dir"
+)
+
+
+def image_set(table: pd.DataFrame, images_dir: Path | str) -> dict:
+    """The images a participant's sample attributes show, for its image set
+    (visdecode.image_sets): train = exp images of concepts without a test image, test = the
+    test images; each sorted, as (stimulus identities, concepts, files)."""
+    kind = table.trial_type.to_numpy()
+    paths = table.image_path.astype(str).to_numpy()
+    concept = np.array([concept_of(p) for p in paths])
+    test_concepts = set(concept[kind == "test"])
+    chosen = {
+        "train": (kind == "exp") & ~np.isin(concept, list(test_concepts)),
+        "test": kind == "test",
+    }
+    out = {}
+    for part, mask in chosen.items():
+        names = sorted(set(paths[mask]))
+        out[part] = (names, [concept_of(n) for n in names], [Path(images_dir) / n for n in names])
+    return out
