@@ -1,11 +1,12 @@
-"""A data host on loopback for the download tests: the OSF API, a Figshare article and a plain
-HTTP folder with SHA256SUMS, serving files with HTTP Range support, and faults on demand
-(a transfer cut after some bytes, a 404, altered bytes)."""
+"""A data host on loopback for the download tests: the OSF API, a Figshare article, a plain
+HTTP folder with SHA256SUMS and OpenNeuro's GraphQL API, serving files with HTTP Range support,
+and faults on demand (a transfer cut after some bytes, a 404, altered bytes)."""
 
 from __future__ import annotations
 
 import hashlib
 import json
+import re
 import socket
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -89,6 +90,25 @@ class Mirror:
             for path, content in sorted(self.files.get(article, {}).items())
         ]  # fmt: skip
 
+    def _graphql(self, query: str) -> dict:
+        """OpenNeuro's answers: a snapshot's files (component `<dataset>:<tag>`, ids the files'
+        git-annex keys) and a dataset's latest snapshot."""
+        snap = re.search(r'snapshot\(datasetId: "([^"]+)", tag: "([^"]+)"\)', query)
+        if snap:
+            component = f"{snap.group(1)}:{snap.group(2)}"
+            if component not in self.files:
+                return {"errors": [{"message": f"snapshot {component} not found"}]}
+            files = [
+                {"id": f"SHA256E-s{len(c)}--{hashlib.sha256(c).hexdigest()}{Path(p).suffix}",
+                 "filename": p, "size": len(c), "annexed": True,
+                 "urls": [f"{self.url}/files/{component}/{p}"]}
+                for p, c in sorted(self.files[component].items())
+            ]  # fmt: skip
+            return {"data": {"snapshot": {"files": files}}}
+        latest = re.search(r'dataset\(id: "([^"]+)"\)', query)
+        tags = sorted(c.partition(":")[2] for c in self.files if c.startswith(f"{latest.group(1)}:"))
+        return {"data": {"dataset": {"latestSnapshot": {"tag": tags[-1]}}}}
+
     def _sums(self, folder: str) -> str:
         return "".join(
             f"{hashlib.sha256(c).hexdigest()}  {p}\n"
@@ -111,6 +131,14 @@ class Mirror:
                     self.send_header(k, v)
                 self.end_headers()
                 self.wfile.write(body)
+
+            def do_POST(self):
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                mirror.requests.append((self.path, None))
+                if self.path.rstrip("/") != "/crn/graphql":
+                    return self._send(404, b"not found", "text/plain")
+                answer = json.dumps(mirror._graphql(body["query"])).encode()
+                return self._send(200, answer, "application/json")
 
             def do_GET(self):
                 path, _, query = self.path.partition("?")

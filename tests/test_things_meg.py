@@ -1,4 +1,5 @@
-"""THINGS-MEG: the synthetic world's format, preparation, and bad input."""
+"""THINGS-MEG: the synthetic world's format, preparation, bad input, and the download from
+OpenNeuro (its GraphQL API on loopback, tests/mirror.py)."""
 
 import shutil
 
@@ -8,9 +9,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from visdecode import brain_data, sensors
+from mirror import Mirror
+
+from visdecode import brain_data, download, sensors
 from visdecode.datasets.things_meg import format as fmt
-from visdecode.datasets.things_meg import prepare
+from visdecode.datasets.things_meg import prepare, sources
 from visdecode.datasets.things_meg import synth as meg_synth
 from visdecode.errors import InputError
 
@@ -180,3 +183,54 @@ def test_bad_input_is_one_line_and_leaves_nothing(world, tmp_path, damage, messa
         prepare.run(root, 1, out)
     assert "\n" not in str(err.value)
     assert not out.parent.exists() or not any(out.parent.iterdir())  # no partial output
+
+
+@pytest.fixture
+def openneuro(world):
+    """ds004212 on loopback: two snapshots, participant 1's files in the newer one."""
+    host = Mirror()
+    for rel in ("derivatives", "sourcedata"):
+        for path in sorted((world / rel).rglob("*")):
+            if path.is_file():
+                host.add("ds004212:2.0.1", str(path.relative_to(world)), path)
+    host.add("ds004212:1.0.0", "README", b"an older snapshot")
+    yield host
+    host.close()
+
+
+def mirrors(host, snapshot="ds004212"):
+    return [{"name": "local", "type": "openneuro", "url": f"{host.url}/crn/graphql",
+             "ids": {"participant": snapshot}}]  # fmt: skip
+
+
+def test_download_from_openneuro_resumes_verifies_and_prepares(world, openneuro, tmp_path):
+    """The latest snapshot's files of participant 1 (every epochs part and the CSV), verified
+    against the SHA-256 in their annex keys; a cut transfer resumes with a Range request; the
+    fetched participant prepares like the original."""
+    parts = sorted(p.name for p in fmt.epochs_path(world, 1).parent.glob("*.fif"))
+    second = f"derivatives/preprocessed/{parts[1]}"
+    openneuro.cut[second] = 3 * (world / second).stat().st_size // 4  # past a 1 MiB block
+    data = tmp_path / "data"
+    placed = download.fetch(sources, "participant", data, mirrors(openneuro), subject=1, timeout=5)
+    assert sorted(p.name for p in placed) == sorted([*parts, "sample_attributes_P1.csv"])
+    assert placed[-1] == fmt.epochs_path(data, 1)  # the one the workflow waits for, last
+    ranges = [r for p, r in openneuro.requests if p.endswith(second)]
+    assert ranges[0] is None and ranges[1].startswith("bytes=") and len(ranges) == 2
+    for path in placed:
+        assert path.read_bytes() == (world / path.relative_to(data)).read_bytes()
+    assert not (data / "downloads").exists() and not list(data.glob(".staging*"))
+    ours, theirs = prepare.run(data, 1, tmp_path / "a.h5"), prepare.run(world, 1, tmp_path / "b.h5")
+    assert ours["train"] == theirs["train"] and ours["test"] == theirs["test"]
+
+
+def test_download_refuses_altered_bytes_and_places_nothing(world, openneuro, tmp_path):
+    path = "sourcedata/sample_attributes_P1.csv"
+    openneuro.altered[path] = (world / path).read_bytes().replace(b"exp", b"EXP", 1)
+    data = tmp_path / "data"
+    with pytest.raises(InputError, match=r"no mirror could provide it \(local: checksum mismatch"):
+        download.fetch(sources, "participant", data, mirrors(openneuro), subject=1, timeout=5)
+    assert not fmt.epochs_path(data, 1).exists() and not fmt.attributes_path(data, 1).exists()
+    # an unknown snapshot: OpenNeuro's error, in one line, and how to get the files by hand
+    with pytest.raises(InputError, match=r"snapshot ds004212:9.9.9 not found.*openneuro.org"):
+        download.fetch(sources, "participant", data, mirrors(openneuro, "ds004212:9.9.9"),
+                       subject=1, timeout=5)  # fmt: skip

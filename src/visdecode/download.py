@@ -38,8 +38,9 @@ ARCHIVE = r"(\.zip|\.tar|\.tar\.gz|\.tgz)"
 class Part:
     label: str
     page: str  # where a person finds the files (for the by-hand instructions)
-    pattern: str  # regular expression over a mirror's file paths; {subject}: two digits
+    pattern: str  # regular expression over a mirror's file paths; {subject}: the subject (int)
     per_subject: bool = True
+    subject_name: str = "sub-{subject:02d}"  # how the data set names a subject
 
 
 class Unavailable(Exception):
@@ -117,11 +118,53 @@ def list_http(session, base: str, folder: str, timeout: float) -> list[Remote]:
     return out
 
 
-LISTERS = {"osf": list_osf, "figshare": list_figshare, "http": list_http}
+ANNEX_KEY = re.compile(r"^(SHA256|MD5)E?-s(\d+)--([0-9a-f]+)")
+OPENNEURO_FILES = (
+    'query {{ snapshot(datasetId: "{dataset}", tag: "{tag}") {{ '
+    "files(recursive: true) {{ id filename size annexed urls }} }} }}"
+)
+OPENNEURO_LATEST = 'query {{ dataset(id: "{dataset}") {{ latestSnapshot {{ tag }} }} }}'
+
+
+def _graphql(session, api: str, query: str, timeout: float) -> dict:
+    r = session.post(api, json={"query": query}, timeout=timeout)
+    r.raise_for_status()
+    answer = r.json()
+    if answer.get("errors"):
+        raise Unavailable(f"OpenNeuro: {answer['errors'][0].get('message', 'error')}")
+    return answer["data"]
+
+
+def list_openneuro(session, api: str, snapshot: str, timeout: float) -> list[Remote]:
+    """Every file of an OpenNeuro snapshot (`ds004212:2.0.1`; `ds004212` alone: the latest),
+    through its GraphQL API. An annexed file's id is its git-annex key, which holds its size
+    and SHA-256 (or MD5); a file without one has no checksum (and is refused)."""
+    dataset, _, tag = snapshot.partition(":")
+    if not tag:
+        tag = _graphql(session, api, OPENNEURO_LATEST.format(dataset=dataset), timeout)["dataset"][
+            "latestSnapshot"
+        ]["tag"]
+    query = OPENNEURO_FILES.format(dataset=dataset, tag=tag)
+    out = []
+    for f in _graphql(session, api, query, timeout)["snapshot"]["files"]:
+        key = ANNEX_KEY.match(f.get("id") or "") if f.get("annexed") else None
+        if not f.get("urls"):
+            continue  # a folder
+        digest = f"{key.group(1).lower()}:{key.group(3)}" if key else None
+        out.append(Remote(f["filename"], f["urls"][0], f.get("size"), digest))
+    return out
+
+
+LISTERS = {
+    "osf": list_osf,
+    "figshare": list_figshare,
+    "http": list_http,
+    "openneuro": list_openneuro,
+}
 
 
 def select(remotes: list[Remote], part: Part, subject: int | None) -> list[Remote]:
-    pattern = re.compile(part.pattern.format(subject=f"{subject or 0:02d}"))
+    pattern = re.compile(part.pattern.format(subject=subject or 0))
     return sorted((r for r in remotes if pattern.search(r.path)), key=lambda r: r.path)
 
 
@@ -301,7 +344,8 @@ def fetch(
     if part not in parts:
         raise InputError(f"download: unknown part '{part}'; one of {', '.join(parts)}")
     data_dir = Path(data_dir)
-    what = parts[part].label + (f" of sub-{subject:02d}" if parts[part].per_subject else "")
+    who = parts[part].subject_name.format(subject=subject) if parts[part].per_subject else ""
+    what = parts[part].label + (f" of {who}" if who else "")
     downloads = data_dir / "downloads"
     made_downloads = not downloads.exists()
     failures = []

@@ -14,11 +14,11 @@ from visdecode.download import ARCHIVE, Part, find
 from visdecode.errors import InputError
 
 PARTS = {
-    "raw": Part("raw EEG", "https://osf.io/crxs4/", rf"(^|/)sub-{{subject}}({ARCHIVE}$|/)"),
+    "raw": Part("raw EEG", "https://osf.io/crxs4/", rf"(^|/)sub-{{subject:02d}}({ARCHIVE}$|/)"),
     "preprocessed": Part(
         "official preprocessed EEG",
         "https://osf.io/anp5v/",
-        rf"(^|/)sub-{{subject}}({ARCHIVE}$|/)",
+        rf"(^|/)sub-{{subject:02d}}({ARCHIVE}$|/)",
     ),
     "images": Part(
         "image set",
