@@ -51,7 +51,7 @@ class WorldConfig:
     part_mb: int = 64  # size of the epochs file's parts (MNE: 2 GB on real data)
     image_size: int = 128
     clutter: float = 0.35
-    signal: float = 1.0  # dipole strength relative to the noise
+    signal: float = 3.0  # dipole strength relative to the noise (1: aligned barely helps)
     n_alignment_images: int = 600
     n_triplets: int = 30000
     judgement_noise: float = 0.3
