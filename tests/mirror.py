@@ -91,22 +91,46 @@ class Mirror:
         ]  # fmt: skip
 
     def _graphql(self, query: str) -> dict:
-        """OpenNeuro's answers: a snapshot's files (component `<dataset>:<tag>`, ids the files'
-        git-annex keys) and a dataset's latest snapshot."""
-        snap = re.search(r'snapshot\(datasetId: "([^"]+)", tag: "([^"]+)"\)', query)
+        """OpenNeuro's answers, as its server gives them: a snapshot's files one folder at a
+        time (`files` the root, `files(tree: <folder id>)` a folder; a file's id its git-annex
+        key, a folder's id its tree hash, names without their folder) and a dataset's latest
+        snapshot. Anything else: a GraphQL error, as OpenNeuro answers an unknown argument."""
+        snap = re.search(
+            r'snapshot\(datasetId: "([^"]+)", tag: "([^"]+)"\) \{ files(\(tree: "([0-9a-f]+)"\))? \{',
+            query,
+        )
         if snap:
             component = f"{snap.group(1)}:{snap.group(2)}"
             if component not in self.files:
                 return {"errors": [{"message": f"snapshot {component} not found"}]}
-            files = [
-                {"id": f"SHA256E-s{len(c)}--{hashlib.sha256(c).hexdigest()}{Path(p).suffix}",
-                 "filename": p, "size": len(c), "annexed": True,
-                 "urls": [f"{self.url}/files/{component}/{p}"]}
-                for p, c in sorted(self.files[component].items())
-            ]  # fmt: skip
-            return {"data": {"snapshot": {"files": files}}}
-        latest = re.search(r'dataset\(id: "([^"]+)"\)', query)
-        tags = sorted(c.partition(":")[2] for c in self.files if c.startswith(f"{latest.group(1)}:"))
+            trees = {hashlib.sha1(d.encode()).hexdigest(): d for p in self.files[component]
+                     for d in ("/".join(p.split("/")[:i]) for i in range(1, p.count("/") + 1))}  # fmt: skip
+            folder = trees.get(snap.group(4), "") if snap.group(4) else ""
+            if snap.group(4) and not folder:
+                return {"errors": [{"message": "tree not found"}]}
+            start = f"{folder}/" if folder else ""
+            entries = {}
+            for p, c in self.files[component].items():
+                if not p.startswith(start):
+                    continue
+                head, _, tail = p[len(start) :].partition("/")
+                if tail:
+                    d = start + head
+                    entries[head] = {"id": hashlib.sha1(d.encode()).hexdigest(), "filename": head,
+                                     "size": 0, "directory": True, "urls": []}  # fmt: skip
+                else:
+                    entries[head] = {
+                        "id": f"SHA256E-s{len(c)}--{hashlib.sha256(c).hexdigest()}{Path(p).suffix}",
+                        "filename": head, "size": str(len(c)), "directory": False,
+                        "annexed": None, "urls": [f"{self.url}/files/{component}/{p}"],
+                    }  # fmt: skip
+            return {"data": {"snapshot": {"files": [entries[k] for k in sorted(entries)]}}}
+        latest = re.search(r'dataset\(id: "([^"]+)"\) \{ latestSnapshot \{ tag \} \}', query)
+        if not latest:
+            return {"errors": [{"message": "Unknown argument or field in query"}]}
+        tags = sorted(
+            c.partition(":")[2] for c in self.files if c.startswith(f"{latest.group(1)}:")
+        )
         return {"data": {"dataset": {"latestSnapshot": {"tag": tags[-1]}}}}
 
     def _sums(self, folder: str) -> str:

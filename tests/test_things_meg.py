@@ -18,7 +18,7 @@ from visdecode.datasets.things_meg import synth as meg_synth
 from visdecode.errors import InputError
 
 WORLD = meg_synth.WorldConfig(
-    n_sessions=3, n_runs=2, n_train_concepts=12, n_test_concepts=4, n_catch=2, mismatches=1,
+    n_sessions=3, n_runs=2, n_train_concepts=12, n_test_concepts=4, n_catch=2, mismatches=2,
     part_mb=2, image_size=32, n_alignment_images=20, n_triplets=200,
 )  # fmt: skip
 
@@ -133,7 +133,8 @@ def test_preparation_splits_as_published(world, tmp_path):
     assert list(np.isfinite(test).all(axis=(2, 3)).sum(1)) == list(kept[test_stimuli])
     averaged = brain_data.load_averaged(out, "test")
     assert np.isfinite(averaged).all()
-    i = int(np.argmin(kept[test_stimuli]))  # an image that lost a repetition (if any did)
+    i = int(np.argmin(kept[test_stimuli]))  # an image that lost a repetition
+    assert kept[test_stimuli].iloc[i] < WORLD.n_sessions  # (the world's seed makes one)
     reps = test[i][np.isfinite(test[i]).all(axis=(1, 2))]
     np.testing.assert_allclose(
         averaged[i], brain_data.normalise_repetitions(reps).mean(0), rtol=1e-5
@@ -148,7 +149,9 @@ def test_preparation_splits_as_published(world, tmp_path):
         ("part", r"preprocessed_P1-epo.fif: its part preprocessed_P1-epo-1.fif is missing"),
         ("rows", r"sample_attributes_P1.csv: \d+ rows, but .*preprocessed_P1-epo.fif holds \d+ epochs"),
         ("column", r"sample_attributes_P1.csv: missing column\(s\) things_image_nr"),
-        ("path", r"sample_attributes_P1.csv: row \d+ names image 'stimuli/x.jpg', outside images_meg/"),
+        ("path", r"sample_attributes_P1.csv: row \d+ \(exp trial\) names image 'stimuli/x.jpg', not images_meg/"),
+        ("test-path", r"sample_attributes_P1.csv: row \d+ \(test trial\) names image 'images_meg/"),
+        ("other", r"sample_attributes_P1.csv: \d+ of its \d+ exp and test rows disagree .* not belong"),
         ("sensors", r"preprocessed_P1-epo.fif: 270 sensors, THINGS-MEG's derivative has 271"),
         ("sfreq", r"preprocessed_P1-epo.fif: sampled at 100 Hz, THINGS-MEG's derivative at 200 Hz"),
         ("csv", r"sample_attributes_P1.csv: sample attributes not found"),
@@ -167,6 +170,12 @@ def test_bad_input_is_one_line_and_leaves_nothing(world, tmp_path, damage, messa
     elif damage == "path":
         table.loc[int(np.flatnonzero(table.trial_type == "exp")[0]), "image_path"] = "stimuli/x.jpg"
         table.to_csv(csv, index=False)
+    elif damage == "test-path":
+        row = int(np.flatnonzero(table.trial_type == "test")[0])
+        table.loc[row, "image_path"] = "images_meg/" + table.image_path[row].split("/")[-1]
+        table.to_csv(csv, index=False)
+    elif damage == "other":  # another participant's CSV: the same length, another order
+        meg_synth.schedule(WORLD, meg_synth.image_table(WORLD), 2).to_csv(csv, index=False)
     elif damage == "csv":
         csv.unlink()
     else:

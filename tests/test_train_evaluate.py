@@ -292,7 +292,10 @@ def multi_positive(v, w, image, temperature) -> float:
 
     to_image = np.mean([-log_softmax(logits[i])[distinct.index(image[i])] for i in range(len(v))])
     to_brain = np.mean(
-        [-np.log(np.exp(log_softmax(logits[:, j])[image == d]).sum()) for j, d in enumerate(distinct)]
+        [
+            -np.log(np.exp(log_softmax(logits[:, j])[image == d]).sum())
+            for j, d in enumerate(distinct)
+        ]
     )
     return (to_image + to_brain) / 2
 
@@ -324,14 +327,18 @@ def test_validation_by_concept_holds_out_whole_concepts():
     assert not set(concepts[tr]) & set(concepts[va])  # no concept on both sides
     assert len(set(concepts[va])) == 3 and len(va) == 30 and len(tr) + len(va) == 300
     again = train.split_images(concepts, 0.1, 7, "concept")[1]
-    assert np.array_equal(va, again) and not np.array_equal(va, train.split_images(concepts, 0.1, 8)[1])
+    assert np.array_equal(va, again) and not np.array_equal(
+        va, train.split_images(concepts, 0.1, 8)[1]
+    )
     by_image = train.split_images(concepts, 0.1, 7, "image")
     assert np.array_equal(by_image[1], train.split_indices(300, 0.1, 7)[1])
     assert set(concepts[by_image[0]]) & set(concepts[by_image[1]])  # the published split leaks
     # at least 2 validation concepts, whatever their images
     assert len(train.split_images(np.arange(15).astype(str), 0.01, 0)[1]) == 2
     assert len(set(concepts[train.split_images(concepts, 0.01, 0)[1]])) == 2
-    with pytest.raises(InputError, match="2 or more validation concepts and 2 or more training.*val_split: image"):
+    with pytest.raises(
+        InputError, match="2 or more validation concepts and 2 or more training.*val_split: image"
+    ):
         train.split_images(np.array(["a"] * 10 + ["b"] * 10), 0.1, 0)
     # a fraction that would leave nothing to train on keeps one concept at least
     tr, va = train.split_images(concepts, 0.99, 0)
@@ -369,7 +376,9 @@ def test_learnable_temperature_is_clamped_at_clips_limit():
     grows, so a fast optimiser drives it up; it stops at CLIP's 100 (temperature 0.01)."""
     torch.manual_seed(0)
     w = torch.nn.functional.normalize(torch.randn(64, 8), dim=1)
-    data = train.TrainingSet(w[:, None, :].clone(), torch.arange(64), torch.zeros(64, dtype=torch.long), w, 1)
+    data = train.TrainingSet(
+        w[:, None, :].clone(), torch.arange(64), torch.zeros(64, dtype=torch.long), w, 1
+    )
     recipe = train.Recipe(batch_size=16, lr=0.5, temperature=0.05)
     model = Identity()
     scale = torch.nn.Parameter(torch.tensor(np.log(1 / recipe.temperature), dtype=torch.float32))
@@ -388,17 +397,25 @@ def test_non_finite_training_stops_with_one_line_and_no_model(learnable):
     train_x[5, 0, 0, 0] = np.nan
     write_brain(learnable / "nan.h5", train_x, test_x)
     out = learnable / "broken"
-    with pytest.raises(InputError, match=r"broken: training loss is not finite at epoch 1; no model"):
-        train.run(learnable / "nan.h5", learnable / "emb.h5", "nice", 1, out, train.Recipe(epochs=2))
+    with pytest.raises(
+        InputError, match=r"broken: training loss is not finite at epoch 1; no model"
+    ):
+        train.run(
+            learnable / "nan.h5", learnable / "emb.h5", "nice", 1, out, train.Recipe(epochs=2)
+        )
     assert not out.exists()
     # NaN only in a validation image: training runs, the validation loss never is finite
-    data = train.TrainingSet.load([learnable / "brain.h5"], learnable / "emb.h5", torch.device("cpu"))
+    data = train.TrainingSet.load(
+        [learnable / "brain.h5"], learnable / "emb.h5", torch.device("cpu")
+    )
     _, val = train.split_images(data.concepts, 0.1, 1)
     train_x[5, 0, 0, 0] = 0.0
     train_x[val[0], 1, 2, 3] = np.nan
     write_brain(learnable / "nan.h5", train_x, test_x)
     with pytest.raises(InputError, match=r"broken: validation loss is not finite at epoch 1;"):
-        train.run(learnable / "nan.h5", learnable / "emb.h5", "nice", 1, out, train.Recipe(epochs=2))
+        train.run(
+            learnable / "nan.h5", learnable / "emb.h5", "nice", 1, out, train.Recipe(epochs=2)
+        )
     assert not out.exists()
 
 
@@ -453,7 +470,9 @@ def test_distractors_are_distinct_other_images_drawn_uniformly():
     counts = np.stack([np.bincount(draws[:, i].ravel(), minlength=n) for i in range(n)])
     expected = 2000 * (n_way - 1) / (n - 1)  # each other image equally often
     others = counts[~np.eye(n, dtype=bool)]
-    assert np.abs(others - expected).max() < 5 * np.sqrt(expected) and (counts.diagonal() == 0).all()
+    assert (
+        np.abs(others - expected).max() < 5 * np.sqrt(expected) and (counts.diagonal() == 0).all()
+    )
     assert np.array_equal(evaluate.distractors(n, n_way, 3), evaluate.distractors(n, n_way, 3))
 
 
@@ -465,8 +484,12 @@ def test_a_model_with_non_finite_output_writes_no_result(learnable):
     test_x[2] = np.inf
     write_brain(learnable / "inf.h5", train_x, test_x)
     out = learnable / "r" / "retrieval.json"
-    with pytest.raises(InputError, match=r"model.pt: .* test similarities are not finite .*no result"):
-        evaluate.run(learnable / "r" / "model.pt", learnable / "inf.h5", learnable / "emb.h5", out, {})
+    with pytest.raises(
+        InputError, match=r"model.pt: .* test similarities are not finite .*no result"
+    ):
+        evaluate.run(
+            learnable / "r" / "model.pt", learnable / "inf.h5", learnable / "emb.h5", out, {}
+        )
     assert not out.exists()
 
 
@@ -484,10 +507,15 @@ def test_brain_rows_and_embeddings_join_by_stimulus_not_position(learnable):
         f.attrs["encoder"] = "toy"
     results = []
     for name in ("emb", "shuffled"):
-        train.run(learnable / "brain.h5", learnable / f"{name}.h5", "nice", 3, learnable / name, recipe)
+        train.run(
+            learnable / "brain.h5", learnable / f"{name}.h5", "nice", 3, learnable / name, recipe
+        )
         results.append(evaluate.run(learnable / name / "model.pt", learnable / "brain.h5",
                                     learnable / f"{name}.h5", learnable / name / "r.json", {}))  # fmt: skip
-    metrics = [pd.read_csv(learnable / n / "metrics.csv").drop(columns="seconds") for n in ("emb", "shuffled")]
+    metrics = [
+        pd.read_csv(learnable / n / "metrics.csv").drop(columns="seconds")
+        for n in ("emb", "shuffled")
+    ]
     pd.testing.assert_frame_equal(*metrics)
     assert results[0] == results[1]
     with h5py.File(learnable / "other.h5", "w") as f:
@@ -495,7 +523,10 @@ def test_brain_rows_and_embeddings_join_by_stimulus_not_position(learnable):
         for part in ("train", "test"):
             f[f"{part}_files"] = [n.replace(".jpg", ".png") for n in names(part, len(emb[part]))[0]]
         f.attrs["encoder"] = "toy"
-    with pytest.raises(InputError, match=r"brain.h5: 240 of its 240 stimuli have no embedding in .*other.h5 \(first: train/train000/0000.jpg\)"):
+    with pytest.raises(
+        InputError,
+        match=r"brain.h5: 240 of its 240 stimuli have no embedding in .*other.h5 \(first: train/train000/0000.jpg\)",
+    ):
         train.run(learnable / "brain.h5", learnable / "other.h5", "nice", 1, learnable / "x")
     assert not (learnable / "x").exists()
 
@@ -506,11 +537,15 @@ def test_evaluation_centres_with_the_vector_stored_at_training(learnable):
     embeddings are refused."""
     train.run(learnable / "brain.h5", learnable / "emb.h5", "nice", 2, learnable / "r",
               train.Recipe(epochs=2, batch_size=32))  # fmt: skip
-    before = evaluate.retrieve(learnable / "r" / "model.pt", learnable / "brain.h5", learnable / "emb.h5")
+    before = evaluate.retrieve(
+        learnable / "r" / "model.pt", learnable / "brain.h5", learnable / "emb.h5"
+    )
     with h5py.File(learnable / "emb.h5") as f:
         train_e, test_e = f["train"][:], f["test"][:]
     write_embeddings(learnable / "rebuilt.h5", train_e + 3.0, test_e)
-    after = evaluate.retrieve(learnable / "r" / "model.pt", learnable / "brain.h5", learnable / "rebuilt.h5")
+    after = evaluate.retrieve(
+        learnable / "r" / "model.pt", learnable / "brain.h5", learnable / "rebuilt.h5"
+    )
     np.testing.assert_array_equal(before, after)
     ckpt = torch.load(learnable / "r" / "model.pt", weights_only=True)
     np.testing.assert_allclose(ckpt["image_centre"].numpy(), train_e.mean(0), rtol=1e-5, atol=1e-6)
@@ -520,11 +555,20 @@ def test_evaluation_centres_with_the_vector_stored_at_training(learnable):
               train.Recipe(epochs=1, batch_size=32))  # fmt: skip
     with h5py.File(learnable / "rebuilt.h5", "a") as f:
         f.attrs["weights_sha256"] = "b" * 64
-    with pytest.raises(InputError, match=r"rebuilt.h5: embeddings of other weights \(SHA-256 bbbbbbbbbbbb"):
-        evaluate.retrieve(learnable / "s" / "model.pt", learnable / "brain.h5", learnable / "rebuilt.h5")
+    with pytest.raises(
+        InputError, match=r"rebuilt.h5: embeddings of other weights \(SHA-256 bbbbbbbbbbbb"
+    ):
+        evaluate.retrieve(
+            learnable / "s" / "model.pt", learnable / "brain.h5", learnable / "rebuilt.h5"
+        )
     write_embeddings(learnable / "clip.h5", train_e, test_e, encoder="clip_vitb32")
-    with pytest.raises(InputError, match="embeddings of 'clip_vitb32', but .*model.pt was trained on those of 'toy'"):
-        evaluate.retrieve(learnable / "r" / "model.pt", learnable / "brain.h5", learnable / "clip.h5")
+    with pytest.raises(
+        InputError,
+        match="embeddings of 'clip_vitb32', but .*model.pt was trained on those of 'toy'",
+    ):
+        evaluate.retrieve(
+            learnable / "r" / "model.pt", learnable / "brain.h5", learnable / "clip.h5"
+        )
 
 
 def test_permutation_control_shuffles_the_pairing_only(learnable):
@@ -594,3 +638,27 @@ def test_leave_one_subject_out_on_a_world_of_three(three_subjects, monkeypatch):
     result = evaluate.run(root / "loso" / "model.pt", root / "sub-01.h5", root / "emb.h5",
                           root / "loso" / "retrieval.json", {"regime": "inter"})  # fmt: skip
     assert result["n_queries"] == 6 and 0 <= result["top1"] <= 1
+
+
+def test_a_lost_repetition_is_averaged_without_and_a_broken_one_is_not(tmp_path):
+    """A repetition a data set could not keep is all NaN (THINGS-MEG): the average is that of
+    the others, exactly; a single NaN sample is not a lost repetition and stays NaN (training
+    and evaluation then stop); a condition with no repetition at all is refused."""
+    rng = np.random.default_rng(0)
+    test = rng.normal(size=(3, 4, 5, 20))
+    test[1, 2] = np.nan  # lost
+    write_brain(tmp_path / "a.h5", rng.normal(size=(2, 1, 5, 20)), test)
+    x = brain_data.load_averaged(tmp_path / "a.h5", "test")
+    kept = brain_data.normalise_repetitions(test[1, [0, 1, 3]].astype(np.float32)).mean(0)
+    np.testing.assert_allclose(x[1], kept, rtol=1e-5)
+    np.testing.assert_allclose(
+        x[0], brain_data.normalise_repetitions(test[0].astype(np.float32)).mean(0), rtol=1e-5
+    )
+    test[2, 0, 1, 3] = np.nan  # broken, not lost
+    write_brain(tmp_path / "b.h5", rng.normal(size=(2, 1, 5, 20)), test)
+    x = brain_data.load_averaged(tmp_path / "b.h5", "test")
+    assert np.isnan(x[2, 1]).all() and np.isfinite(x[:2]).all()
+    test[0] = np.nan
+    write_brain(tmp_path / "c.h5", rng.normal(size=(2, 1, 5, 20)), test)
+    with pytest.raises(InputError, match=r"c.h5: test condition 0 has no repetition"):
+        brain_data.load_averaged(tmp_path / "c.h5", "test")

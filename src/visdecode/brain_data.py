@@ -38,16 +38,22 @@ def load_averaged(path: Path | str, partition: str) -> np.ndarray:
         dset = f[partition]
         out = np.empty((dset.shape[0],) + dset.shape[2:], dtype=np.float32)
         for start in range(0, dset.shape[0], BLOCK):
-            block = normalise_repetitions(dset[start : start + BLOCK])
-            # a repetition a data set could not keep is NaN (THINGS-MEG): averaged without it
-            mean = np.nanmean(block, axis=1) if np.isnan(block).any() else block.mean(axis=1)
-            out[start : start + len(block)] = mean
-    if np.isnan(out).any():
-        first = int(np.flatnonzero(np.isnan(out).any(axis=(1, 2)))[0])
-        raise InputError(
-            f"{path}: {partition} condition {first} has no usable repetition (all NaN); "
-            "prepare the data again"
-        )
+            block = dset[start : start + BLOCK]
+            # a repetition a data set could not keep is entirely NaN (THINGS-MEG): averaged
+            # without it; any other non-finite value stays, and stops training or evaluation
+            lost = np.isnan(block).all(axis=(2, 3))
+            if not lost.any():
+                out[start : start + len(block)] = normalise_repetitions(block).mean(axis=1)
+                continue
+            kept = (~lost).sum(axis=1)
+            if (kept == 0).any():
+                raise InputError(
+                    f"{path}: {partition} condition {start + int(np.argmin(kept))} has no "
+                    "repetition (all NaN); prepare the data again"
+                )
+            x = normalise_repetitions(np.where(lost[..., None, None], 0, block))
+            x[lost] = 0
+            out[start : start + len(block)] = x.sum(axis=1) / kept[:, None, None]
     return out
 
 

@@ -118,40 +118,49 @@ def list_http(session, base: str, folder: str, timeout: float) -> list[Remote]:
     return out
 
 
-ANNEX_KEY = re.compile(r"^(SHA256|MD5)E?-s(\d+)--([0-9a-f]+)")
+ANNEX_KEY = re.compile(r"^(SHA256|MD5)E?-s(\d+)(?:-[A-Za-z]\d+)*--([0-9a-f]+)")
 OPENNEURO_FILES = (
     'query {{ snapshot(datasetId: "{dataset}", tag: "{tag}") {{ '
-    "files(recursive: true) {{ id filename size annexed urls }} }} }}"
+    "files{tree} {{ id filename size directory urls }} }} }}"
 )
 OPENNEURO_LATEST = 'query {{ dataset(id: "{dataset}") {{ latestSnapshot {{ tag }} }} }}'
 
 
 def _graphql(session, api: str, query: str, timeout: float) -> dict:
     r = session.post(api, json={"query": query}, timeout=timeout)
-    r.raise_for_status()
-    answer = r.json()
-    if answer.get("errors"):
+    try:
+        answer = r.json()
+    except ValueError:
+        answer = {}
+    if answer.get("errors"):  # GraphQL's own message, also on an HTTP 400
         raise Unavailable(f"OpenNeuro: {answer['errors'][0].get('message', 'error')}")
+    r.raise_for_status()
     return answer["data"]
 
 
 def list_openneuro(session, api: str, snapshot: str, timeout: float) -> list[Remote]:
     """Every file of an OpenNeuro snapshot (`ds004212:2.0.1`; `ds004212` alone: the latest),
-    through its GraphQL API. An annexed file's id is its git-annex key, which holds its size
-    and SHA-256 (or MD5); a file without one has no checksum (and is refused)."""
+    through its GraphQL API, folder by folder (`files(tree: <folder id>)`). An annexed file's
+    id is its git-annex key, which holds its SHA-256 (or MD5); a file without one has no
+    checksum (and is refused)."""
     dataset, _, tag = snapshot.partition(":")
     if not tag:
-        tag = _graphql(session, api, OPENNEURO_LATEST.format(dataset=dataset), timeout)["dataset"][
-            "latestSnapshot"
-        ]["tag"]
-    query = OPENNEURO_FILES.format(dataset=dataset, tag=tag)
-    out = []
-    for f in _graphql(session, api, query, timeout)["snapshot"]["files"]:
-        key = ANNEX_KEY.match(f.get("id") or "") if f.get("annexed") else None
-        if not f.get("urls"):
-            continue  # a folder
-        digest = f"{key.group(1).lower()}:{key.group(3)}" if key else None
-        out.append(Remote(f["filename"], f["urls"][0], f.get("size"), digest))
+        latest = _graphql(session, api, OPENNEURO_LATEST.format(dataset=dataset), timeout)
+        tag = latest["dataset"]["latestSnapshot"]["tag"]
+    out, pending = [], [("", "")]
+    while pending:
+        tree, prefix = pending.pop()
+        where = f'(tree: "{tree}")' if tree else ""
+        query = OPENNEURO_FILES.format(dataset=dataset, tag=tag, tree=where)
+        for f in _graphql(session, api, query, timeout)["snapshot"]["files"]:
+            path = prefix + f["filename"].rsplit("/", 1)[-1] if prefix else f["filename"]
+            if f.get("directory"):
+                pending.append((f["id"], path + "/"))
+                continue
+            key = ANNEX_KEY.match(f.get("id") or "")
+            digest = f"{key.group(1).lower()}:{key.group(3)}" if key else None
+            size = int(f["size"]) if f.get("size") is not None else None
+            out.append(Remote(path, f["urls"][0], size, digest))
     return out
 
 

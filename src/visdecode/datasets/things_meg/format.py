@@ -161,8 +161,8 @@ def open_epochs(path: Path | str):
         ) from None
     except (AssertionError, ValueError, OSError, RuntimeError) as err:
         raise InputError(
-            f"{path}: a part of these epochs is damaged or truncated ({type(err).__name__}: "
-            f"{err or 'inconsistent parts'}); fetch the participant's files again"
+            f"{path}: a part of these epochs is damaged or truncated ({type(err).__name__}"
+            f"{': ' + str(err) if str(err) else ''}); fetch the participant's files again"
         ) from None
 
 

@@ -8,7 +8,8 @@ per-channel centring and L2 normalisation are the common loader's, as for EEG.
 
 Event/CSV disagreements: a trial whose event value is not its CSV row's `things_image_nr` (the
 real data has a few per run) is dropped, since neither label can be trusted; the count per
-session and run is logged and stored (`dropped_mismatched`). A test image left with fewer
+session and run is logged and stored (`dropped_mismatched`). More than a quarter of the rows
+disagreeing means the CSV is not these epochs' (another participant's, or shifted): refused. A test image left with fewer
 repetitions than the others keeps NaN in the missing ones (the loader averages the rest); a
 training image whose one trial is dropped is not trained on.
 
@@ -33,21 +34,31 @@ from visdecode.io import atomic_path
 
 log = logging.getLogger(__name__)
 CHUNK = 128  # epochs read at once
+MAX_MISMATCH = 0.25  # beyond this share of exp/test rows disagreeing, the CSV is another's
 
 
 def select(table, events: np.ndarray, path: Path) -> dict:
     """Which epochs train and test, and as which stimulus: {"train": (epochs, stimuli,
     concepts), "test": (...), "dropped": DataFrame of the mismatched trials}."""
-    bad_path = ~table.image_path.astype(str).str.startswith(
-        tuple(f"{fmt.IMAGE_FOLDERS[k]}/" for k in ("exp", "test", "catch"))
-    ) & table.trial_type.isin(["exp", "test"])
+    image = table.image_path.astype(str)
+    exp_ok = image.str.fullmatch(rf"{fmt.IMAGE_FOLDERS['exp']}/([^/]+)/\1_[^/]+\.jpg")
+    test_ok = image.str.fullmatch(rf"{fmt.IMAGE_FOLDERS['test']}/[^/]+_[^/]+\.jpg")
+    bad_path = ((table.trial_type == "exp") & ~exp_ok) | ((table.trial_type == "test") & ~test_ok)
     if bad_path.any():
         row = int(np.flatnonzero(bad_path)[0])
         raise InputError(
-            f"{path}: row {row + 2} names image {table.image_path[row]!r}, outside images_meg/ "
-            "and images_test_meg/; use the file from ds004212's sourcedata/"
+            f"{path}: row {row + 2} ({table.trial_type[row]} trial) names image "
+            f"{table.image_path[row]!r}, not images_meg/<concept>/<concept>_<n>.jpg (exp) or "
+            "images_test_meg/<concept>_<n>.jpg (test); use the file from ds004212's sourcedata/"
         )
     agree = events == fmt.expected_events(table)
+    shown = (table.trial_type != "catch").to_numpy()
+    if (~agree[shown]).mean() > MAX_MISMATCH:
+        raise InputError(
+            f"{path}: {(~agree[shown]).sum()} of its {shown.sum()} exp and test rows disagree "
+            "with the epochs' event values (the real data has a few per run): this CSV does "
+            "not belong to these epochs; use the participant's own from the same release"
+        )
     kind = table.trial_type.to_numpy()
     concept = table.image_path.map(fmt.concept_of).to_numpy()
     test_concepts = set(concept[kind == "test"])
@@ -117,9 +128,10 @@ def run(
     for part in ("train", "test"):
         rows, stimuli, concepts = chosen[part]
         names, first_row, cond = np.unique(stimuli, return_index=True, return_inverse=True)
-        rep = np.zeros(len(rows), dtype=int)
-        for c in range(len(names)):
-            rep[cond == c] = np.arange((cond == c).sum())
+        order = np.argsort(cond, kind="stable")  # each condition's trials in recording order
+        starts = np.searchsorted(cond[order], cond[order])
+        rep = np.empty(len(rows), dtype=int)
+        rep[order] = np.arange(len(rows)) - starts
         if part == "train" and rep.max(initial=0) > 0:
             raise InputError(f"{csv}: an exp image is shown more than once ({names[rep.argmax()]}); "
                              "THINGS-MEG shows each once: use the release's CSV")  # fmt: skip
@@ -133,7 +145,9 @@ def run(
         dsets = {}
         for part, (rows, cond, rep, names, concepts) in layout.items():
             shape = (len(names), rep.max() + 1, n_ch, n_t)
-            dsets[part] = f.create_dataset(part, shape, "<f4", fillvalue=np.nan)
+            # test: a repetition lost to a mismatch stays NaN (the loader averages the others)
+            fill = np.nan if part == "test" else 0.0
+            dsets[part] = f.create_dataset(part, shape, "<f4", fillvalue=fill)
             brain_data.write_stimuli(f, part, list(names), list(concepts))
         wanted = np.concatenate([layout[p][0] for p in layout])
         where = {  # epoch -> (partition, condition, repetition)
