@@ -40,15 +40,15 @@ import mne, numpy as np
 first, out = sys.argv[1], sys.argv[2]
 epochs = mne.read_epochs(first, preload=True, verbose="error")
 epochs.crop(0.0, 1.0)
-data = epochs.get_data()  # float64
+data = epochs.get_data(copy=False)  # float64
 meta = epochs.metadata
 concept = meta.image_path.str.rsplit("/", n=1).str[-1].str.rsplit("_", n=1).str[0]
 test_concepts = set(concept[meta.trial_type == "test"])
 train = (meta.trial_type == "exp") & ~concept.isin(test_concepts)
 test = meta.trial_type == "test"
 splits = {
-    "train": np.array(data[train.to_numpy()], dtype=np.float64),
-    "test": np.array(data[test.to_numpy()], dtype=np.float64),
+    "train": data[train.to_numpy()],  # float64, as published
+    "test": data[test.to_numpy()],
 }
 with open(out, "wb") as f:
     pickle.dump(splits, f, protocol=4)
@@ -109,7 +109,7 @@ def measure(code: str, *args: str, cap_gb: float | None = None) -> dict:
         capture_output=True, text=True, check=True,
     )  # fmt: skip
     wall, peak_kib, rc = done.stdout.split()
-    error = done.stderr.strip().splitlines()[-1] if int(rc) else ""
+    error = (done.stderr.strip().splitlines() or ["killed, no message"])[-1] if int(rc) else ""
     return {"seconds": float(wall), "peak_gb": int(peak_kib) / 2**20, "ok": int(rc) == 0,
             "error": error}  # fmt: skip
 

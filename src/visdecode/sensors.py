@@ -11,7 +11,8 @@ import numpy as np
 
 def write(f: h5py.File, info) -> None:
     """The sensors of an MNE Info: `ch_types` and `ch_loc` (channels x 12, MNE's loc: position
-    and orientation in the head frame, metres), so figures can draw them without the data set."""
+    and orientation, metres; EEG in the head frame, MEG in the device frame), enough for
+    figures to draw them on a topomap without the data set."""
     f["ch_types"] = np.array(info.get_channel_types(), dtype=h5py.string_dtype())
     f["ch_loc"] = np.array([ch["loc"] for ch in info["chs"]], dtype=np.float64)
 

@@ -324,8 +324,9 @@ def write_participant(
 
 
 def write_epochs(first: Path, info, ev: np.ndarray, attributes: pd.DataFrame, make, n_parts: int):
-    """Write an epochs file in `n_parts` parts, each from its own EpochsArray (memory: one
-    part), as `Epochs.save` would split it; the parts appear only once all are written.
+    """Write an epochs file in `n_parts` parts, each from its own EpochsArray (memory: about
+    4x one part's float32 size: MNE holds it in float64, plus its write buffer), as
+    `Epochs.save` would split it; the parts appear only once all are written.
     make(start, stop) -> the epochs' data. Uses MNE's part writer (mne.epochs._save_split),
     the one `save` uses; tests/test_things_meg.py checks the result reads back as `save`'s."""
     import mne
@@ -349,7 +350,7 @@ def write_epochs(first: Path, info, ev: np.ndarray, attributes: pd.DataFrame, ma
             )  # fmt: skip
             part.event_id = event_id
             _save_split(part, names, p, n_parts, "single", True)
-        for name in names:
+        for name in names[1:] + names[:1]:  # the first part, which readers open, last
             name.rename(first.parent / name.name)
     finally:
         shutil.rmtree(stage, ignore_errors=True)
