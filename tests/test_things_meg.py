@@ -243,3 +243,15 @@ def test_download_refuses_altered_bytes_and_places_nothing(world, openneuro, tmp
     with pytest.raises(InputError, match=r"snapshot ds004212:9.9.9 not found.*openneuro.org"):
         download.fetch(sources, "participant", data, mirrors(openneuro, "ds004212:9.9.9"),
                        subject=1, timeout=5)  # fmt: skip
+
+
+def test_participants_have_their_own_topographies():
+    """Each participant's dipoles sit a little off the shared ones: topographies alike (as
+    brains are), never equal (so leave-one-subject-out is not a copy of intra-subject)."""
+    info = fmt.make_info()
+    a, b = (meg_synth.brain_model(WORLD, info, p)["topographies"] for p in (1, 2))
+    assert not np.allclose(a, b)
+    r = [np.corrcoef(a[:, k], b[:, k])[0, 1] for k in range(a.shape[1])]
+    assert 0.5 < np.median(r) < 0.999
+    again = meg_synth.brain_model(WORLD, info, 1)["topographies"]
+    np.testing.assert_array_equal(a, again)  # seeded

@@ -86,6 +86,12 @@ def check(epochs, table, epochs_file: Path, csv: Path) -> None:
             f"{epochs_file}: {n_ch} sensors, THINGS-MEG's derivative has {fmt.N_CHANNELS} "
             "magnetometers; use the preprocessed derivative, not the raw recordings"
         )
+    types = set(epochs.get_channel_types())
+    if types != {"mag"}:
+        raise InputError(
+            f"{epochs_file}: sensors of type {', '.join(sorted(types))}, THINGS-MEG's derivative "
+            "holds magnetometers (mag) only; use the preprocessed derivative"
+        )
     if epochs.info["sfreq"] != fmt.SFREQ:
         raise InputError(
             f"{epochs_file}: sampled at {epochs.info['sfreq']:g} Hz, THINGS-MEG's derivative at "
@@ -156,7 +162,13 @@ def run(
         wanted.sort()
         for a in tqdm(range(0, len(wanted), chunk), desc=f"P{participant} epochs", unit="chunk"):
             idx = wanted[a : a + chunk]
-            data = epochs.get_data(item=idx, copy=False, verbose="error")[:, :, window]
+            try:
+                data = epochs.get_data(item=idx, copy=False, verbose="error")[:, :, window]
+            except (RuntimeError, ValueError, OSError) as err:
+                raise InputError(
+                    f"{first}: epochs {idx[0]}..{idx[-1]} cannot be read ({err}); fetch the "
+                    "participant's files again"
+                ) from None
             for e, x in zip(idx.tolist(), data):
                 part, c, r = where[e]
                 dsets[part][c, r] = x.astype(np.float32)

@@ -167,9 +167,11 @@ def write_images_atomic(root: Path, cfg: WorldConfig, render: bool = True) -> No
 
 
 # --------------------------------------------------------------------------- MEG
-def brain_model(cfg: WorldConfig, info) -> dict:
+def brain_model(cfg: WorldConfig, info, participant: int | None = None) -> dict:
     """Sensor topographies of the feature dipoles and the evoked response (forward model),
-    waveforms, and the noise's spatial structure; seeded, shared by every participant."""
+    waveforms, and the noise's spatial structure; seeded. A participant's dipoles sit a few
+    millimetres off the shared ones, their orientations turned a little (anatomy and head
+    position differ), so no two participants' topographies are the same."""
     import mne
 
     rng = np.random.default_rng([cfg.seed, 13])
@@ -179,8 +181,12 @@ def brain_model(cfg: WorldConfig, info) -> dict:
         [rng.uniform(-0.045, 0.045, k + 1), rng.uniform(-0.07, -0.035, k + 1),
          rng.uniform(0.0, 0.04, k + 1)]
     )  # fmt: skip
-    radial = centres / np.linalg.norm(centres, axis=1, keepdims=True)
     ori = rng.normal(size=centres.shape)
+    if participant is not None:
+        own = np.random.default_rng([cfg.seed, 17, participant])
+        centres = centres + own.normal(0, 0.005, centres.shape)
+        ori = ori + own.normal(0, 0.3, ori.shape)
+    radial = centres / np.linalg.norm(centres, axis=1, keepdims=True)
     ori -= (ori * radial).sum(1, keepdims=True) * radial  # tangential: visible to MEG
     ori /= np.linalg.norm(ori, axis=1, keepdims=True)
     dipoles = mne.Dipole(np.zeros(k + 1), centres, np.ones(k + 1), ori, np.ones(k + 1))
@@ -292,7 +298,7 @@ def write_participant(
     """The participant's epochs file (in parts) and sample attributes, each written whole or
     not at all; memory is bounded by one part."""
     info = fmt.make_info()
-    model = brain_model(cfg, info)
+    model = brain_model(cfg, info, participant)
     table = image_table(cfg)
     attributes = schedule(cfg, table, participant)
     ev = events(cfg, attributes, participant)
