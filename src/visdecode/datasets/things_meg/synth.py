@@ -184,8 +184,8 @@ def brain_model(cfg: WorldConfig, info, participant: int | None = None) -> dict:
     ori = rng.normal(size=centres.shape)
     if participant is not None:
         own = np.random.default_rng([cfg.seed, 17, participant])
-        centres = centres + own.normal(0, 0.005, centres.shape)
-        ori = ori + own.normal(0, 0.3, ori.shape)
+        centres = centres + own.normal(0, 0.004, centres.shape)
+        ori = ori + own.normal(0, 0.15, ori.shape)
     radial = centres / np.linalg.norm(centres, axis=1, keepdims=True)
     ori -= (ori * radial).sum(1, keepdims=True) * radial  # tangential: visible to MEG
     ori /= np.linalg.norm(ori, axis=1, keepdims=True)
