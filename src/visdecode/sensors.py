@@ -8,6 +8,8 @@ from pathlib import Path
 import h5py
 import numpy as np
 
+from visdecode.errors import InputError
+
 
 def write(f: h5py.File, info) -> None:
     """The sensors of an MNE Info: `ch_types` and `ch_loc` (channels x 12, MNE's loc: position
@@ -30,4 +32,20 @@ def read(path: Path | str):
     if loc is not None:
         for ch, values in zip(info["chs"], loc):
             ch["loc"][:] = values
+    return info
+
+
+def standard_eeg(ch_names: list[str], sfreq: float):
+    """An MNE Info of the electrodes at MNE's standard 10-20 positions (colin27_1020); one
+    without a position there is one line naming it."""
+    import mne
+
+    montage = mne.channels.make_standard_montage("colin27_1020")
+    missing = sorted(set(ch_names) - set(montage.ch_names))
+    if missing:
+        raise InputError(
+            f"channels {missing} have no 10-20 position in MNE's colin27_1020 montage; rename them"
+        )
+    info = mne.create_info(list(ch_names), sfreq, "eeg")
+    info.set_montage(montage)
     return info

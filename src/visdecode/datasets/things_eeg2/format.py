@@ -22,6 +22,8 @@ CH_NAMES = [
     "CPz", "CP2", "CP4", "CP6", "TP8", "TP10", "P7", "P5", "P3", "P1", "Pz", "P2", "P4", "P6",
     "P8", "PO7", "PO3", "POz", "PO4", "PO8", "O1", "Oz", "O2",
 ]  # fmt: skip
+KIND = "things-eeg2"
+MODALITY = "eeg"
 STIM_NAME = "stim"
 SFREQ = 1000.0
 TARGET_CODE = 99999

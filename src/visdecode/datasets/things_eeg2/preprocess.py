@@ -33,7 +33,7 @@ import numpy as np
 import threadpoolctl
 from tqdm import tqdm
 
-from visdecode import brain_data
+from visdecode import brain_data, sensors
 from visdecode.datasets.things_eeg2 import format as fmt
 from visdecode.errors import InputError
 from visdecode.io import atomic_path, set_attrs
@@ -535,6 +535,8 @@ def run(
             del data
         f["ch_names"] = parts[1, "training"].ch_names
         f["times"] = parts[1, "training"].times
+        sensors.write(f, sensors.standard_eeg(list(parts[1, "training"].ch_names), params.sfreq))
+        f.attrs["kind"], f.attrs["modality"] = fmt.KIND, fmt.MODALITY
         set_attrs(f, {k: v for k, v in asdict(params).items()})
         f.attrs["subject"] = subject
         f.attrs["raw_dir"] = str(raw_dir)

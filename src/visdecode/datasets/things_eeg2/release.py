@@ -15,7 +15,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from visdecode import brain_data
+from visdecode import brain_data, sensors
 from visdecode.datasets.things_eeg2 import format as fmt
 from visdecode.errors import InputError
 from visdecode.io import atomic_path, set_attrs
@@ -57,6 +57,8 @@ def run(data_dir: Path | str, subject: int, out: Path | str) -> None:
             brain_data.write_stimuli(f, name, *fmt.stimuli(meta, partition))
         f["ch_names"] = np.array(train["ch_names"], dtype=h5py.string_dtype())
         f["times"] = times
+        sensors.write(f, sensors.standard_eeg(list(train["ch_names"]), sfreq))
+        f.attrs["kind"], f.attrs["modality"] = fmt.KIND, fmt.MODALITY
         set_attrs(
             f,
             {
