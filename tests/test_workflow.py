@@ -86,9 +86,10 @@ def test_outputs_and_shapes(finished):
 def test_retrieval_table_is_tidy_and_above_chance(finished):
     table = pd.read_csv(finished / "results/tables/retrieval.csv")
     assert list(table.columns) == [
-        "dataset", "regime", "subject", "brain_encoder", "image_encoder", "alignment", "pair",
-        "seed", "n_way", "top1", "top5",
+        "dataset", "modality", "regime", "subject", "brain_encoder", "image_encoder",
+        "alignment", "pair", "seed", "n_way", "top1", "top5",
     ]  # fmt: skip
+    assert set(table.modality) == {"eeg"}  # as the preprocessing recorded it
     assert len(table) == 2 * 2 * 2 * 1  # regimes x subjects x image encoders x seeds
     assert table.groupby("regime").size().to_dict() == {"inter": 4, "intra": 4}
     assert set(table.alignment) == {"aligned", "unaligned"}

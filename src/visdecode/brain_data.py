@@ -57,6 +57,13 @@ def load_averaged(path: Path | str, partition: str) -> np.ndarray:
     return out
 
 
+def modality(path: Path | str) -> str | None:
+    """The brain file's modality (eeg, meg, fmri), as its kind's preparation recorded it."""
+    with h5py.File(path, "r") as f:
+        value = f.attrs.get("modality")
+    return None if value is None else str(value)
+
+
 def write_stimuli(
     f: h5py.File, partition: str, stimuli: list[str], concepts: list[str], rows=None
 ) -> None:

@@ -26,8 +26,8 @@ from visdecode.errors import InputError
 from visdecode.io import atomic_path
 
 TABLE_COLUMNS = [
-    "dataset", "regime", "subject", "brain_encoder", "image_encoder", "alignment", "pair",
-    "seed", "n_way", "top1", "top5",
+    "dataset", "modality", "regime", "subject", "brain_encoder", "image_encoder", "alignment",
+    "pair", "seed", "n_way", "top1", "top5",
 ]  # fmt: skip
 
 
@@ -124,6 +124,7 @@ def run(
         )
     result = {
         **meta,
+        "modality": brain_data.modality(brain),
         "n_way": n_way,
         "n_queries": sim.shape[0],
         **topk_accuracy(sim, n_way=n_way, seed=meta.get("seed", 0)),
