@@ -111,7 +111,7 @@ def test_slurm_profile_matches_a_local_run(cluster, tmp_path):
     ids = re.findall(r"Job \d+ has been submitted with SLURM jobid (\d+)", done.stderr)
     jobs = re.findall(r"^(?:local)?rule (\w+):", done.stderr, re.MULTILINE)
     remote_jobs = Counter(j for j in jobs if j not in LOCAL_RULES)
-    assert remote_jobs == {"synth_images": 1, "synth_encoders": 1, "synth_eeg": 2, "embed": 1,
+    assert remote_jobs == {"synth_images": 1, "synth_encoders": 1, "synth_eeg": 2, "image_set": 1, "embed": 1,
                            "derive_embeddings": 1, "preprocess": 2, "train": 4, "evaluate": 4, "retrieval_table": 1,
                            "stats_table": 1}  # fmt: skip
     assert len(ids) == sum(remote_jobs.values())
