@@ -22,6 +22,7 @@ A world's options (`image_size`, `clutter`, `n_triplets`, `judgement_noise`,
 from __future__ import annotations
 
 import logging
+from dataclasses import fields
 from pathlib import Path
 
 import h5py
@@ -57,6 +58,27 @@ CONCEPT_WORDS = (
 JUDGEMENTS = ("perceptual", "nuisance")
 NUISANCE = ("blobs", "blob_red", "blob_green", "blob_blue", "blob_x", "blob_y")
 TARGET_FEATURES_SEED = 99999
+
+
+class WorldOptions:
+    """What every kind's WorldConfig (a frozen dataclass of config keys) shares: built from a
+    config mapping, unknown keys refused; the simulated humans' judgements checked."""
+
+    LABEL = "synthetic-world"
+
+    @classmethod
+    def from_dict(cls, d: dict):
+        unknown = set(d) - {f.name for f in fields(cls)}
+        if unknown:
+            raise ValueError(f"unknown {cls.LABEL} option(s): {', '.join(sorted(unknown))}")
+        return cls(**d)
+
+    def __post_init__(self):
+        if self.human_judgements not in JUDGEMENTS:
+            raise ValueError(
+                f"synthetic world: human_judgements '{self.human_judgements}': use one of "
+                f"{', '.join(JUDGEMENTS)}"
+            )
 
 
 # --------------------------------------------------------------------------- features

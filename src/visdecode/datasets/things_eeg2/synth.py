@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import logging
 import shutil
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 
 import h5py
@@ -39,7 +39,7 @@ import numpy as np
 from scipy.signal import fftconvolve, lfilter
 
 from visdecode.datasets.synthetic_things import (
-    FEATURES, JUDGEMENTS, LATENCY, TARGET_FEATURES_SEED, WIDTH, _concept_names, render_image,
+    FEATURES, LATENCY, TARGET_FEATURES_SEED, WIDTH, WorldOptions, _concept_names, render_image,
     sample_features, standardise, write_alignment,
 )  # fmt: skip
 from visdecode.datasets.things_eeg2 import format as fmt
@@ -53,7 +53,7 @@ LEAD_IN_SAMPLES = 1000
 
 
 @dataclass(frozen=True)
-class WorldConfig:
+class WorldConfig(WorldOptions):
     """Scale and signal of the synthetic world; every field has a config.yaml key."""
 
     seed: int = 0
@@ -72,21 +72,6 @@ class WorldConfig:
     n_triplets: int = 30000
     judgement_noise: float = 0.3
     human_judgements: str = "perceptual"  # perceptual | nuisance (the null-alignment control)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> WorldConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = set(d) - known
-        if unknown:
-            raise ValueError(f"unknown synthetic-world option(s): {', '.join(sorted(unknown))}")
-        return cls(**d)
-
-    def __post_init__(self):
-        if self.human_judgements not in JUDGEMENTS:
-            raise ValueError(
-                f"synthetic world: human_judgements '{self.human_judgements}': use one of "
-                f"{', '.join(JUDGEMENTS)}"
-            )
 
 
 def write_images(root: Path, cfg: WorldConfig, render: bool = True) -> None:

@@ -148,9 +148,9 @@ def run(
     n_ch, n_t = len(epochs.ch_names), window.stop - window.start
     info = epochs.info
     with atomic_path(out) as tmp, h5py.File(tmp, "w") as f:
-        dsets = {}
+        dsets, shapes = {}, {}
         for part, (rows, cond, rep, names, concepts) in layout.items():
-            shape = (len(names), rep.max() + 1, n_ch, n_t)
+            shape = shapes[part] = (len(names), rep.max() + 1, n_ch, n_t)
             # test: a repetition lost to a mismatch stays NaN (the loader averages the others)
             fill = np.nan if part == "test" else 0.0
             dsets[part] = f.create_dataset(part, shape, "<f4", fillvalue=fill)
@@ -180,15 +180,10 @@ def run(
             tmin=tmin, tmax=tmax, source=str(first), dropped_mismatched=len(chosen["dropped"]),
         )  # fmt: skip
     summary = {
-        "train": dsets_shape(out, "train"), "test": dsets_shape(out, "test"),
+        "train": shapes["train"], "test": shapes["test"],
         "dropped_mismatched": len(chosen["dropped"]), "seconds": time.perf_counter() - start_time,
     }  # fmt: skip
     log.info("P%d: train %s, test %s, %d mismatched trials dropped -> %s (%.1f s)", participant,
              summary["train"], summary["test"], summary["dropped_mismatched"], out,
              summary["seconds"])  # fmt: skip
     return summary
-
-
-def dsets_shape(path: Path, name: str) -> tuple:
-    with h5py.File(path, "r") as f:
-        return f[name].shape

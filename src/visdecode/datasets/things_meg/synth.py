@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import logging
 import shutil
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 
 import h5py
@@ -38,8 +38,10 @@ TEST_EXEMPLAR = 13
 
 
 @dataclass(frozen=True)
-class WorldConfig:
+class WorldConfig(things.WorldOptions):
     """Scale and signal of the synthetic THINGS-MEG world; every field is a config key."""
+
+    LABEL = "THINGS-MEG world"
 
     seed: int = 0
     n_sessions: int = 4
@@ -57,19 +59,8 @@ class WorldConfig:
     judgement_noise: float = 0.3
     human_judgements: str = "perceptual"
 
-    @classmethod
-    def from_dict(cls, d: dict) -> WorldConfig:
-        unknown = set(d) - {f.name for f in fields(cls)}
-        if unknown:
-            raise ValueError(f"unknown THINGS-MEG world option(s): {', '.join(sorted(unknown))}")
-        return cls(**d)
-
     def __post_init__(self):
-        if self.human_judgements not in things.JUDGEMENTS:
-            raise ValueError(
-                f"synthetic world: human_judgements '{self.human_judgements}': use one of "
-                f"{', '.join(things.JUDGEMENTS)}"
-            )
+        super().__post_init__()
         if not 1 <= self.n_sessions < TEST_EXEMPLAR:
             raise ValueError(f"synthetic world: n_sessions {self.n_sessions}: use 1 to 12")
 
