@@ -1,7 +1,7 @@
 """visdecode: decoding seen images from brain activity with human-aligned image encoders.
 
-snakemake --cores all                 # the whole pipeline (synthetic world by default)
-snakemake --cores all results/figures/retrieval_aligned_vs_unaligned.png  # one figure
+snakemake --cores all                 # the whole pipeline (the synthetic worlds by default)
+snakemake --cores all results/figures/things-eeg2-synthetic/retrieval_aligned_vs_unaligned.png
 snakemake --report results/report.html  # every figure and table, with captions
 """
 
@@ -17,9 +17,12 @@ report: "workflow/report/workflow.rst"
 
 
 include: "rules/common.smk"
-include: "rules/synth.smk"
-include: "rules/download.smk"
-include: "rules/preprocess.smk"
+# each kind of data set: its world or download, its preparation, its image set
+include: "rules/datasets/common.smk"
+include: "rules/datasets/synthetic_things.smk"
+include: "rules/datasets/things_eeg2.smk"
+include: "rules/datasets/things_meg.smk"
+# the stages after preparation, which know nothing of the kind
 include: "rules/embed.smk"
 include: "rules/train.smk"
 include: "rules/evaluate.smk"
@@ -32,5 +35,5 @@ rule all:
     default_target: True
     input:
         TABLES,
-        list(FIGURES.values()),
+        FIGURES,
         "results/config.yaml",

@@ -33,6 +33,7 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
+EEG = "things-eeg2-synthetic"
 REPO = Path(__file__).resolve().parents[1]
 TABLES = ["results/tables/retrieval.csv", "results/tables/stats.csv"]
 
@@ -87,10 +88,12 @@ def main() -> None:
     root = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="visdecode-controls-"))
     base = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
     base["seeds"] = args.seeds
+    base["decode"] = [EEG]  # the controls are measured on the synthetic EEG world
+    eeg = base["datasets"][EEG]
 
     planted = {**base, "controls": {"permutation": True, "null_alignment": True}}
     null = yaml.safe_load(yaml.safe_dump(base))
-    null["synthetic"]["world"]["human_judgements"] = "nuisance"
+    null["datasets"][EEG]["world"]["human_judgements"] = "nuisance"
     walls = {
         "planted": workflow(root / "planted", planted,
                             [*TABLES, "results/tables/controls.csv"], args.cores),
@@ -103,7 +106,7 @@ def main() -> None:
          "top1", "reference_top1", "difference", "chance_low", "chance_high", "p", "verdict"]
     ]  # fmt: skip
 
-    world = base["synthetic"]["world"]
+    world = eeg["world"]
     lines = [
         "# Controls benchmark: positive, null alignment, permutation (through the workflow)",
         "",
@@ -111,8 +114,8 @@ def main() -> None:
         f"Python {platform.python_version()}",
         f"- command: `python benchmarks/controls.py --cores {args.cores}`",
         f"- default world ({world['n_train_concepts']} x {world['images_per_concept']} training "
-        f"images, {world['n_test_concepts']} test images), subjects {base['subjects']}, seeds "
-        f"{args.seeds}, brain encoder {base['brain_encoders']}, regimes {base['regimes']}, "
+        f"images, {world['n_test_concepts']} test images), subjects {eeg['subjects']}, seeds "
+        f"{args.seeds}, brain encoder {eeg['brain_encoders']}, regimes {eeg['regimes']}, "
         f"recipe {base['train']['recipes']['nice']}, validation by "
         f"{base['train']['val_split']}, selection by {base['train']['selection']}",
         f"- wall time: planted world with the permutation control {walls['planted']:.0f} s, "

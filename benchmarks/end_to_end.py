@@ -54,12 +54,15 @@ def main() -> None:
         rules.append({"job": str(rel.with_suffix("")), "s": row["s"], "max_rss_mb": row["max_rss"]})
     table = pd.read_csv(work / "results" / "tables" / "retrieval.csv")
     summary = (
-        table.groupby(["regime", "pair", "brain_encoder", "alignment"])[["top1", "top5"]]
+        table.groupby(["dataset", "n_way", "regime", "pair", "brain_encoder", "alignment"])[
+            ["top1", "top5"]
+        ]
         .agg(["mean", "std"])
         .mul(100)
         .round(1)
     )
-    chance = 100 / table.n_way.iloc[0]
+    ways = table.groupby("dataset").n_way.first()
+    ways_text = "; ".join(f"{d}: {n}-way, chance top-1 {100 / n:.1f}%" for d, n in ways.items())
     lines = [
         "# End-to-end benchmark: `snakemake --cores all` on the default (synthetic) config",
         "",
@@ -68,10 +71,9 @@ def main() -> None:
         f"- cores given to Snakemake: {args.cores}",
         f"- **wall time: {wall:.0f} s ({wall / 60:.1f} min)**, from an empty working directory",
         f"- then `snakemake --report results/report.html`: {report_s:.0f} s, {report_mb:.1f} MB",
-        f"- runs: {len(table)} rows in results/tables/retrieval.csv; n-way {table.n_way.iloc[0]}, "
-        f"chance top-1 {chance:.1f}%",
+        f"- runs: {len(table)} rows in results/tables/retrieval.csv; {ways_text}",
         "",
-        "## Retrieval (%; mean and s.d. over subjects and seeds)",
+        "## Retrieval (%; mean and s.d. over subjects and seeds), per data set",
         "",
         summary.to_markdown(),
         "",

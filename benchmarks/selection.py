@@ -41,9 +41,11 @@ def main() -> None:
         shutil.rmtree(work)
     (work / "config").mkdir(parents=True)
     cfg = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+    dataset = "things-eeg2-synthetic"  # measured on the synthetic EEG world
+    cfg["decode"] = [dataset]
     (work / "config" / "config.yaml").write_text(yaml.safe_dump(cfg))
-    dataset, pair = cfg["dataset"], cfg["pairs"][0]
-    subjects = [f"{s:02d}" for s in cfg["subjects"]]
+    pair = cfg["pairs"][0]
+    subjects = [f"{s:02d}" for s in cfg["datasets"][dataset]["subjects"]]
     brains = {s: f"results/preprocessed/{dataset}/sub-{s}.h5" for s in subjects}
     embeddings = {a: f"results/embeddings/{dataset}/{pair[a]}.h5" for a in ("aligned", "unaligned")}
     cmd = [
@@ -94,7 +96,7 @@ def main() -> None:
         f"- machine: {platform.machine()}, {len(os.sched_getaffinity(0))} cores, "
         f"Python {platform.python_version()}",
         f"- command: `python benchmarks/selection.py --cores {args.cores}`",
-        f"- default world, subjects {cfg['subjects']}, seeds {args.seeds}, pair {pair['name']}, "
+        f"- default world, subjects {cfg['datasets'][dataset]['subjects']}, seeds {args.seeds}, pair {pair['name']}, "
         f"intra-subject NICE, recipe {cfg['train']['recipes']['nice']}, validation by "
         f"{cfg['train']['val_split']}; {result['n_way']}-way test (chance {chance:.3f}); "
         f"near chance: top-1 below 5x chance",

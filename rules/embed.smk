@@ -1,21 +1,3 @@
-rule image_set:
-    input:
-        metadata=image_metadata(),
-    output:
-        "results/images/{dataset}.tsv",
-    log:
-        "logs/image_set/{dataset}.log",
-    benchmark:
-        "results/benchmarks/image_set/{dataset}.tsv"
-    conda:
-        "../envs/embed.yaml"
-    resources:
-        mem_mb=1000,
-        runtime=10,
-    script:
-        "../workflow/scripts/image_set.py"
-
-
 rule embed:
     input:
         images="results/images/{dataset}.tsv",

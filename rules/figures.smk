@@ -4,15 +4,16 @@ rule figure_retrieval_aligned_vs_unaligned:
         stats="results/tables/stats.csv",
     output:
         report(
-            "results/figures/retrieval_aligned_vs_unaligned.png",
+            "results/figures/{dataset}/retrieval_aligned_vs_unaligned.png",
             caption="../workflow/report/retrieval_aligned_vs_unaligned.rst",
-            category="Figures",
+            category="{dataset}",
+            subcategory="Figures",
         ),
-        "results/figures/retrieval_aligned_vs_unaligned.pdf",
+        "results/figures/{dataset}/retrieval_aligned_vs_unaligned.pdf",
     log:
-        "logs/figures/retrieval_aligned_vs_unaligned.log",
+        "logs/figures/{dataset}/retrieval_aligned_vs_unaligned.log",
     benchmark:
-        "results/benchmarks/figures/retrieval_aligned_vs_unaligned.tsv"
+        "results/benchmarks/figures/{dataset}/retrieval_aligned_vs_unaligned.tsv"
     conda:
         "../envs/figures.yaml"
     resources:
@@ -20,6 +21,7 @@ rule figure_retrieval_aligned_vs_unaligned:
         runtime=10,
     params:
         dpi=FIG["dpi"],
+        dataset=lambda w: w.dataset,
         test=FIG["significance_test"],
     script:
         "../workflow/scripts/figure_retrieval_aligned_vs_unaligned.py"
@@ -30,15 +32,16 @@ rule figure_retrieval_per_subject:
         table="results/tables/retrieval.csv",
     output:
         report(
-            "results/figures/retrieval_per_subject.png",
+            "results/figures/{dataset}/retrieval_per_subject.png",
             caption="../workflow/report/retrieval_per_subject.rst",
-            category="Figures",
+            category="{dataset}",
+            subcategory="Figures",
         ),
-        "results/figures/retrieval_per_subject.pdf",
+        "results/figures/{dataset}/retrieval_per_subject.pdf",
     log:
-        "logs/figures/retrieval_per_subject.log",
+        "logs/figures/{dataset}/retrieval_per_subject.log",
     benchmark:
-        "results/benchmarks/figures/retrieval_per_subject.tsv"
+        "results/benchmarks/figures/{dataset}/retrieval_per_subject.tsv"
     conda:
         "../envs/figures.yaml"
     resources:
@@ -46,6 +49,7 @@ rule figure_retrieval_per_subject:
         runtime=10,
     params:
         dpi=FIG["dpi"],
+        dataset=lambda w: w.dataset,
     script:
         "../workflow/scripts/figure_retrieval_per_subject.py"
 
@@ -55,15 +59,16 @@ rule figure_temporal_importance:
         attribution_files,
     output:
         report(
-            "results/figures/temporal_importance.png",
+            "results/figures/{dataset}/temporal_importance.png",
             caption="../workflow/report/temporal_importance.rst",
-            category="Figures",
+            category="{dataset}",
+            subcategory="Figures",
         ),
-        "results/figures/temporal_importance.pdf",
+        "results/figures/{dataset}/temporal_importance.pdf",
     log:
-        "logs/figures/temporal_importance.log",
+        "logs/figures/{dataset}/temporal_importance.log",
     benchmark:
-        "results/benchmarks/figures/temporal_importance.tsv"
+        "results/benchmarks/figures/{dataset}/temporal_importance.tsv"
     conda:
         "../envs/figures.yaml"
     resources:
@@ -71,6 +76,7 @@ rule figure_temporal_importance:
         runtime=10,
     params:
         dpi=FIG["dpi"],
+        dataset=lambda w: w.dataset,
         pairs=PAIRS,
     script:
         "../workflow/scripts/figure_temporal_importance.py"
@@ -81,15 +87,16 @@ rule figure_spectral_importance:
         attribution_files,
     output:
         report(
-            "results/figures/spectral_importance.png",
+            "results/figures/{dataset}/spectral_importance.png",
             caption="../workflow/report/spectral_importance.rst",
-            category="Figures",
+            category="{dataset}",
+            subcategory="Figures",
         ),
-        "results/figures/spectral_importance.pdf",
+        "results/figures/{dataset}/spectral_importance.pdf",
     log:
-        "logs/figures/spectral_importance.log",
+        "logs/figures/{dataset}/spectral_importance.log",
     benchmark:
-        "results/benchmarks/figures/spectral_importance.tsv"
+        "results/benchmarks/figures/{dataset}/spectral_importance.tsv"
     conda:
         "../envs/figures.yaml"
     resources:
@@ -97,6 +104,7 @@ rule figure_spectral_importance:
         runtime=10,
     params:
         dpi=FIG["dpi"],
+        dataset=lambda w: w.dataset,
         pairs=PAIRS,
     script:
         "../workflow/scripts/figure_spectral_importance.py"
@@ -104,18 +112,20 @@ rule figure_spectral_importance:
 
 rule figure_spatial_importance:
     input:
-        attribution_files,
+        attributions=attribution_files,
+        sensors=sensor_file,
     output:
         report(
-            "results/figures/spatial_importance.png",
+            "results/figures/{dataset}/spatial_importance.png",
             caption="../workflow/report/spatial_importance.rst",
-            category="Figures",
+            category="{dataset}",
+            subcategory="Figures",
         ),
-        "results/figures/spatial_importance.pdf",
+        "results/figures/{dataset}/spatial_importance.pdf",
     log:
-        "logs/figures/spatial_importance.log",
+        "logs/figures/{dataset}/spatial_importance.log",
     benchmark:
-        "results/benchmarks/figures/spatial_importance.tsv"
+        "results/benchmarks/figures/{dataset}/spatial_importance.tsv"
     conda:
         "../envs/figures.yaml"
     resources:
@@ -123,6 +133,7 @@ rule figure_spatial_importance:
         runtime=10,
     params:
         dpi=FIG["dpi"],
+        dataset=lambda w: w.dataset,
         pairs=PAIRS,
     script:
         "../workflow/scripts/figure_spatial_importance.py"
@@ -133,15 +144,16 @@ rule figure_topk_retrieval:
         unpack(topk_inputs),
     output:
         report(
-            "results/figures/topk_retrieval.png",
+            "results/figures/{dataset}/topk_retrieval.png",
             caption="../workflow/report/topk_retrieval.rst",
-            category="Figures",
+            category="{dataset}",
+            subcategory="Figures",
         ),
-        "results/figures/topk_retrieval.pdf",
+        "results/figures/{dataset}/topk_retrieval.pdf",
     log:
-        "logs/figures/topk_retrieval.log",
+        "logs/figures/{dataset}/topk_retrieval.log",
     benchmark:
-        "results/benchmarks/figures/topk_retrieval.tsv"
+        "results/benchmarks/figures/{dataset}/topk_retrieval.tsv"
     conda:
         "../envs/figures.yaml"
     resources:
@@ -149,11 +161,10 @@ rule figure_topk_retrieval:
         runtime=10,
     params:
         dpi=FIG["dpi"],
+        dataset=lambda w: w.dataset,
         queries=TOPK["queries"],
         k=TOPK["k"],
-        names=lambda wildcards: {
-            a: topk_choice()[1][a] for a in ("aligned", "unaligned")
-        },
+        names=topk_names,
     script:
         "../workflow/scripts/figure_topk_retrieval.py"
 
@@ -163,15 +174,16 @@ rule figure_training_curves:
         metrics_files,
     output:
         report(
-            "results/figures/training_curves.png",
+            "results/figures/{dataset}/training_curves.png",
             caption="../workflow/report/training_curves.rst",
-            category="Figures",
+            category="{dataset}",
+            subcategory="Figures",
         ),
-        "results/figures/training_curves.pdf",
+        "results/figures/{dataset}/training_curves.pdf",
     log:
-        "logs/figures/training_curves.log",
+        "logs/figures/{dataset}/training_curves.log",
     benchmark:
-        "results/benchmarks/figures/training_curves.tsv"
+        "results/benchmarks/figures/{dataset}/training_curves.tsv"
     conda:
         "../envs/figures.yaml"
     resources:
@@ -179,6 +191,7 @@ rule figure_training_curves:
         runtime=10,
     params:
         dpi=FIG["dpi"],
+        dataset=lambda w: w.dataset,
         pairs=PAIRS,
     script:
         "../workflow/scripts/figure_training_curves.py"

@@ -9,7 +9,7 @@
 - Random directions (`controls.null_alignment`, the null that runs on real data): the aligned
   transform with its directions randomised, its singular values kept, must not help either.
 
-The world, the recipe and the n-way (100) are config/config.yaml's; runs are intra-subject
+The world, the recipe and the n-way (100) are config/config.yaml's (its synthetic EEG); runs are intra-subject
 NICE. Thresholds (README, "Controls", gives the measurements behind them, from
 benchmarks/controls.py, 2 subjects x 5 seeds): aligned minus unaligned top-1 measured +0.20
 per subject (runs' s.d. 0.064, so the mean of the test's 4 paired differences has s.d. about
@@ -34,9 +34,10 @@ from visdecode.datasets.things_eeg2 import format as things_eeg2
 from visdecode.datasets.things_eeg2 import preprocess, synth
 
 CONFIG = yaml.safe_load((Path(__file__).resolve().parents[1] / "config" / "config.yaml").read_text())
-WORLD = CONFIG["synthetic"]["world"]
+WORLD = CONFIG["datasets"]["things-eeg2-synthetic"]["world"]
 RECIPE = train.Recipe(**CONFIG["train"]["recipes"]["nice"])
 SUBJECTS = (1, 2)
+SEEDS = (7, 42)  # 2 subjects x 2 seeds: 4 paired differences
 POSITIVE_MARGIN = 0.10
 NULL_TOLERANCE = 0.05
 
@@ -77,7 +78,7 @@ def controls(tmp_path_factory):
     planted, null = tmp_path_factory.mktemp("planted"), tmp_path_factory.mktemp("null")
     build(planted, "perceptual", eeg=True)
     build(null, "nuisance", eeg=False)  # the same images and EEG (tests/test_synth.py)
-    seeds = CONFIG["seeds"]
+    seeds = SEEDS
     out = {
         "unaligned": top1(planted, planted / "synth_resnet18.h5", planted / "u", seeds),
         "aligned": top1(planted, planted / "synth_resnet18_glocal.h5", planted / "a", seeds),

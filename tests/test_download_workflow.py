@@ -19,6 +19,7 @@ from visdecode.datasets.things_eeg2 import preprocess
 from visdecode.datasets.things_eeg2 import format as fmt
 
 DATASET = "things-eeg2-fetched"
+RULES = "things_eeg2_fetched"  # as its own rules spell it
 TARGET = f"results/preprocessed/{DATASET}/sub-01.h5"
 
 
@@ -42,17 +43,17 @@ def host(world):
 
 def config(workdir, mirrors, **extra) -> dict:
     cfg = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
-    cfg.update(
-        dataset=DATASET,
+    cfg["datasets"][DATASET] = dict(
+        kind="things-eeg2",
         data_dir=str(workdir / "data"),
-        weights_dir=str(workdir / "weights"),
+        synthetic=False,
         subjects=[1],
         regimes=["intra"],
+        preprocess={"test_reps": 4},  # the tiny world shows each test image 4 times
+        mirrors=mirrors,
         **extra,
     )
-    cfg["synthetic"]["enabled"] = False
-    cfg["preprocess"]["test_reps"] = 4  # the tiny world shows each test image 4 times
-    cfg["download"]["mirrors"] = mirrors
+    cfg.update(decode=[DATASET], weights_dir=str(workdir / "weights"))
     (workdir / "config").mkdir(exist_ok=True)
     (workdir / "config" / "config.yaml").write_text(yaml.safe_dump(cfg))
     return cfg
@@ -72,13 +73,13 @@ def test_fetched_data_preprocess_like_the_local_files(host, world, tmp_path):
     cfg = config(tmp_path, [dead(), good(host)])
     done = snakemake(tmp_path, TARGET)
     assert done.returncode == 0, done.stderr[-3000:]
-    for rule in ("download_raw", "download_images", "preprocess"):
+    for rule in (f"download_raw_{RULES}", f"download_images_{RULES}", "things_eeg2_preprocess"):
         assert f"rule {rule}:" in done.stderr or f"localrule {rule}:" in done.stderr
-    log = (tmp_path / "logs/download/raw_sub-01.log").read_text()
+    log = (tmp_path / f"logs/{DATASET}/download_raw_sub-01.log").read_text()
     assert "mirror dead failed: dead: cannot connect" in log
     # the same preprocessing on the original files gives the same arrays
-    options = {k: v for k, v in cfg["preprocess"].items() if k != "threads"}
-    options["baseline"] = tuple(options["baseline"])
+    options = {f.name: f.default for f in fields(preprocess.Params)}  # = the schema's (null: 20)
+    options.update(cfg["datasets"][DATASET]["preprocess"])
     options["n_sessions"] = 4  # THINGS-EEG2's design, not an option
     assert set(options) == {f.name for f in fields(preprocess.Params)}
     direct = tmp_path / "direct.h5"
@@ -94,7 +95,7 @@ def test_offline_download_rule_fails_cleanly(tmp_path):
     config(tmp_path, [dead()])
     done = snakemake(tmp_path, TARGET)
     assert done.returncode != 0
-    log = (tmp_path / "logs/download/raw_sub-01.log").read_text().strip().splitlines()
+    log = (tmp_path / f"logs/{DATASET}/download_raw_sub-01.log").read_text().strip().splitlines()
     assert any(
         line.startswith("visdecode.errors.InputError: raw EEG of sub-01: no mirror could provide")
         and "by hand from https://osf.io/crxs4/" in line
@@ -105,11 +106,11 @@ def test_offline_download_rule_fails_cleanly(tmp_path):
 
 
 def test_official_release_as_the_eeg_source(host, tmp_path):
-    config(tmp_path, [good(host)], eeg_source="official_preprocessed")
+    config(tmp_path, [good(host)], source="official_preprocessed")
     done = snakemake(tmp_path, TARGET)
     assert done.returncode == 0, done.stderr[-3000:]
-    assert "download_preprocessed" in done.stderr and "import_preprocessed" in done.stderr
-    assert "download_raw" not in done.stderr and "rule preprocess:" not in done.stderr
+    assert "download_preprocessed" in done.stderr and "things_eeg2_import_release" in done.stderr
+    assert "download_raw" not in done.stderr and "things_eeg2_preprocess" not in done.stderr
     with h5py.File(tmp_path / TARGET) as f:
         for name, partition in (("train", "training"), ("test", "test")):
             want = host.release[partition]["preprocessed_eeg_data"].astype(np.float32)
@@ -118,12 +119,13 @@ def test_official_release_as_the_eeg_source(host, tmp_path):
 
 
 def test_release_source_refused_for_the_synthetic_world(tmp_path):
-    cfg = config(tmp_path, [dead()], eeg_source="official_preprocessed")
-    cfg["synthetic"]["enabled"] = True
+    cfg = config(tmp_path, [dead()], source="official_preprocessed")
+    cfg["datasets"][DATASET]["synthetic"] = True
     (tmp_path / "config" / "config.yaml").write_text(yaml.safe_dump(cfg))
     done = snakemake(tmp_path, "-n", TARGET)
     assert done.returncode != 0
-    assert "eeg_source 'official_preprocessed' needs the real data set" in done.stdout + done.stderr
+    assert (f"datasets.{DATASET}.source 'official_preprocessed' needs the real data set"
+            in done.stdout + done.stderr)  # fmt: skip
 
 
 def test_paper_scale_config(tmp_path):
@@ -133,12 +135,16 @@ def test_paper_scale_config(tmp_path):
     from visdecode.image_encoders import REGISTRY
 
     base = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
-    assert base["download"]["mirrors"] == sources.DEFAULT_MIRRORS
+    schema = yaml.safe_load((REPO / "workflow/schemas/config.schema.yaml").read_text())
+    defaults = schema["definitions"]["things-eeg2"]["properties"]["mirrors"]["default"]
+    assert defaults == sources.DEFAULT_MIRRORS  # the kind's default hosts
     paper = yaml.safe_load((REPO / "config" / "things-eeg2.yaml").read_text())
-    assert paper["synthetic"] == {"enabled": False}
-    assert paper["subjects"] == list(range(1, 11))
+    assert paper["decode"] == ["things-eeg2"]
+    eeg = paper["datasets"]["things-eeg2"]
+    assert eeg["synthetic"] is False and eeg["kind"] == "things-eeg2"
+    assert eeg["subjects"] == list(range(1, 11))
     assert paper["seeds"] == [7, 42, 191, 2025, 96723]
-    assert paper["brain_encoders"] == ["nice", "atms", "eegnet", "eegconformer"]
+    assert eeg["brain_encoders"] == ["nice", "atms", "eegnet", "eegconformer"]
     recipes = paper["train"]["recipes"]
     assert [(recipes[b]["epochs"], recipes[b]["batch_size"], recipes[b]["lr"]) for b in
             ("nice", "atms", "eegconformer", "eegnet")] == [
@@ -153,7 +159,7 @@ def test_paper_scale_config(tmp_path):
     (tmp_path / "config").mkdir()
     (tmp_path / "config" / "config.yaml").write_text(yaml.safe_dump(base))
     # one seed and one regime keep the dry run's DAG (28,061 jobs in full) to seconds
-    (tmp_path / "fewer.yaml").write_text("seeds: [7]\nregimes: [intra]\n")
+    (tmp_path / "fewer.yaml").write_text("seeds: [7]\ndatasets: {things-eeg2: {regimes: [intra]}}\n")
     r = subprocess.run(
         [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"),
          "--directory", str(tmp_path), "--configfile", str(tmp_path / "config/config.yaml"),
@@ -165,7 +171,10 @@ def test_paper_scale_config(tmp_path):
     counts = dict(re.findall(r"^(\w+)\s+(\d+)$", r.stdout + r.stderr, re.MULTILINE))
     runs = 10 * 4 * 28  # subjects x brain encoders x image encoders
     # the 8 gLocal encoders are derived from their backbones' embeddings, not embedded
-    assert {k: int(counts[k]) for k in ("download_raw", "download_images", "preprocess",
-                                         "embed", "derive_embeddings", "train", "evaluate")} == {
-        "download_raw": 10, "download_images": 1, "preprocess": 10, "embed": 20,
-        "derive_embeddings": 8, "train": runs, "evaluate": runs}  # fmt: skip
+    assert {k: int(counts[k]) for k in ("download_raw_things_eeg2", "download_images_things_eeg2",
+                                         "things_eeg2_preprocess", "embed", "derive_embeddings",
+                                         "train", "evaluate")} == {
+        "download_raw_things_eeg2": 10, "download_images_things_eeg2": 1,
+        "things_eeg2_preprocess": 10, "embed": 20, "derive_embeddings": 8, "train": runs,
+        "evaluate": runs}  # fmt: skip
+    assert not [job for job in counts if "synthetic" in job]  # only the decoded data set

@@ -29,16 +29,19 @@ OPTIONAL = {"dreamsim", "peft"}
 
 
 def rules() -> dict[str, dict]:
-    """rule name -> {conda, script} from rules/*.smk."""
+    """rule name -> {conda, script} from rules/**/*.smk; a rule defined per data set (`rule:`
+    with `name: rule_name("<step>", ...)`) as `<step>_<data set>` of its file."""
     out = {}
-    for smk in sorted((REPO / "rules").glob("*.smk")):
-        for block in re.split(r"\n(?=\s*rule \w+:)", smk.read_text()):
+    for smk in sorted((REPO / "rules").rglob("*.smk")):
+        for block in re.split(r"\n(?=\s*rule(?: \w+)?:)", smk.read_text()):
             m = re.match(r"\s*rule (\w+):", block)
-            if not m:
+            step = re.match(r'\s*rule:\s*\n\s*name:\s*\n\s*rule_name\(\s*f?"(\w+)', block)
+            if not m and not step:
                 continue
             conda = re.search(r'conda:\s*\n\s*"([^"]+)"', block)
             script = re.search(r'script:\s*\n\s*"([^"]+)"', block)
-            out[m.group(1)] = {
+            name = m.group(1) if m else f"{step.group(1)}_<{smk.stem}>"
+            out[name] = {
                 "conda": (smk.parent / conda.group(1)).resolve() if conda else None,
                 "script": (smk.parent / script.group(1)).resolve() if script else None,
                 "smk": smk.name,
@@ -96,7 +99,8 @@ SCRIPTED = sorted(name for name, r in RULES.items() if r["script"])
 
 
 def test_rules_found():
-    assert {"preprocess", "embed", "train", "download_raw", "import_preprocessed"} <= set(RULES)
+    assert {"things_eeg2_preprocess", "things_meg_prepare", "embed", "train",
+            "things_eeg2_import_release", "synth_meg_<things_meg>"} <= set(RULES)  # fmt: skip
     assert len(SCRIPTED) >= 20
 
 

@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
-from test_workflow import REPO, tiny_config
+from test_workflow import EEG, REPO, tiny_config
 
 SCRIPT = REPO / ".ci" / "slurm_cluster.sh"
 TARGETS = ["results/tables/retrieval.csv", "results/tables/stats.csv"]
@@ -57,7 +57,8 @@ def cluster(tmp_path_factory):
 
 def config() -> dict:
     cfg = tiny_config()
-    cfg.update(regimes=["intra"], seeds=[7])
+    cfg.update(decode=[EEG], seeds=[7])  # the EEG world alone keeps it under 10 minutes
+    cfg["datasets"][EEG]["regimes"] = ["intra"]
     cfg["figures"]["attribution_regime"] = "intra"
     cfg["resources"]["gpu"] = 1  # embed and train ask SLURM for a GPU
     cfg["train"]["recipes"]["nice"].update(epochs=4, patience=4)  # under 10 minutes in all
@@ -111,8 +112,10 @@ def test_slurm_profile_matches_a_local_run(cluster, tmp_path):
     ids = re.findall(r"Job \d+ has been submitted with SLURM jobid (\d+)", done.stderr)
     jobs = re.findall(r"^(?:local)?rule (\w+):", done.stderr, re.MULTILINE)
     remote_jobs = Counter(j for j in jobs if j not in LOCAL_RULES)
-    assert remote_jobs == {"synth_images": 1, "synth_encoders": 1, "synth_eeg": 2, "image_set": 1, "embed": 1,
-                           "derive_embeddings": 1, "preprocess": 2, "train": 4, "evaluate": 4, "retrieval_table": 1,
+    world = "things_eeg2_synthetic"
+    assert remote_jobs == {f"synth_images_{world}": 1, f"synth_encoders_{world}": 1, f"synth_eeg_{world}": 2,
+                           "things_eeg2_image_set": 1, "embed": 1, "derive_embeddings": 1,
+                           "things_eeg2_preprocess": 2, "train": 4, "evaluate": 4, "retrieval_table": 1,
                            "stats_table": 1}  # fmt: skip
     assert len(ids) == sum(remote_jobs.values())
     shown = {}
@@ -132,7 +135,7 @@ def test_slurm_profile_matches_a_local_run(cluster, tmp_path):
     for rule in ("embed", "train"):
         assert by_rule.get(rule), f"no SLURM job for rule {rule}: {sorted(by_rule)}"
         assert all(f.get("TresPerJob") == "gres:gpu:1" for f in by_rule[rule]), by_rule[rule]
-    for rule in ("preprocess", "evaluate", "synth_eeg", "derive_embeddings"):
+    for rule in ("things_eeg2_preprocess", "evaluate", f"synth_eeg_{world}", "derive_embeddings"):
         assert all("gpu" not in f.get("TresPerJob", "") for f in by_rule[rule])
     logs = [*(remote / "logs/embed").rglob("*.log"), *(remote / "logs/train").rglob("*.log")]
     assert len(logs) == 5  # one embed (the gLocal encoder is derived from its cache), 4 train
@@ -140,12 +143,12 @@ def test_slurm_profile_matches_a_local_run(cluster, tmp_path):
         assert "cpu (CUDA_VISIBLE_DEVICES=0)" in path.read_text(), path
         local_log = (local / path.relative_to(remote)).read_text()
         assert "cpu (CUDA_VISIBLE_DEVICES=unset)" in local_log, path
-    # one CPU per thread of the rule (preprocess.threads is 2 in the config)
-    assert all(f["NumCPUs"] == "2" for f in by_rule["preprocess"])
+    # one CPU per thread of the rule (prepare.threads is 2 in the config)
+    assert all(f["NumCPUs"] == "2" for f in by_rule["things_eeg2_preprocess"])
     # memory follows the data: preprocessing asks 1.3x its largest raw file plus 1 GB
     raw = sorted((remote / "data/things-eeg2-synthetic/raw_eeg/sub-01").rglob("*.npy"))
     want = int(1.3 * max(p.stat().st_size for p in raw) / 1e6 + 1000)
-    mems = sorted(f["MinMemoryNode"] for f in by_rule["preprocess"])
+    mems = sorted(f["MinMemoryNode"] for f in by_rule["things_eeg2_preprocess"])
     assert f"{want}M" in mems, (want, mems)
     # and evaluation 0.85x the subject's preprocessed file plus 1 GB
     sizes = [(remote / f"results/preprocessed/things-eeg2-synthetic/sub-{s}.h5").stat().st_size

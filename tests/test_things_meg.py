@@ -1,17 +1,34 @@
-"""THINGS-MEG: the synthetic world's format, preparation, bad input, and the download from
-OpenNeuro (its GraphQL API on loopback, tests/mirror.py)."""
+"""THINGS-MEG: the synthetic world's format, preparation, bad input, the download from
+OpenNeuro (its GraphQL API on loopback, tests/mirror.py), its image set, and decoding it (every
+brain encoder on 271 x 201, leave-one-subject-out across two participants)."""
 
+import json
+import math
 import shutil
+from pathlib import Path
 
 import h5py
 import mne
 import numpy as np
 import pandas as pd
 import pytest
+import torch
+import yaml
 
 from mirror import Mirror
 
-from visdecode import brain_data, download, sensors
+from visdecode import (
+    brain_data,
+    brain_encoders,
+    download,
+    embed,
+    evaluate,
+    image_encoders,
+    image_sets,
+    sensors,
+    train,
+)
+from visdecode.datasets import synthetic_things
 from visdecode.datasets.things_meg import format as fmt
 from visdecode.datasets.things_meg import prepare, sources
 from visdecode.datasets.things_meg import synth as meg_synth
@@ -255,3 +272,212 @@ def test_participants_have_their_own_topographies():
     assert 0.5 < np.median(r) < 0.999
     again = meg_synth.brain_model(WORLD, info, 1)["topographies"]
     np.testing.assert_array_equal(a, again)  # seeded
+
+
+# --------------------------------------------------------------------------- decoding MEG
+# The prepared window: 271 sensors x 201 samples (0..1.0 s at 200 Hz). The first layer each
+# encoder's output head sees, derived from that shape alone (no MEG-specific code):
+# NICE: (201 - 51 + 1 - 25) // 5 + 1 = 26 steps x 40 filters; ATM-S: its tokens are 250 wide,
+# (250 - 51 + 1 - 25) // 5 + 1 = 36 x 40; EEGNet: 16 x (201 // 4 // 8); EEG Conformer:
+# (201 - 10 + 1 - 25) // 5 + 1 = 34 tokens x 40.
+MEG_TIMES = 201
+HEAD_INPUTS = {"nice": 40 * 26, "atms": 40 * 36, "eegnet": 16 * 6, "eegconformer": 40 * 34}
+
+
+def head_input(model) -> int:
+    return (model.projector[0] if hasattr(model, "projector") else model.projection).in_features
+
+
+@pytest.mark.parametrize("name", sorted(HEAD_INPUTS))
+def test_every_brain_encoder_takes_meg_and_learns_in_one_step(name):
+    """Built by the registry for 271 x 201 (no code change), a batch maps to the image
+    embedding's dimension; one step of the training loop (train.train_epoch: symmetric
+    InfoNCE, AdamW, clipping) takes the loss the package's own loss gives for that batch, a
+    finite one, and changes every parameter (each has a gradient) and the temperature."""
+    assert set(brain_encoders.REGISTRY) == set(HEAD_INPUTS)
+    torch.manual_seed(0)
+    dim, n = image_encoders.get("synth_resnet18").dim, 8
+    model = brain_encoders.build(name, fmt.N_CHANNELS, MEG_TIMES, dim, n_subjects=2)
+    assert head_input(model) == HEAD_INPUTS[name]
+    x = torch.randn(n, fmt.N_CHANNELS, MEG_TIMES)
+    subject = torch.tensor([0, 1] * (n // 2))
+    out = model.eval()(x, subject)
+    assert out.shape == (n, dim) and torch.isfinite(out).all()
+
+    w = torch.nn.functional.normalize(torch.randn(n, dim), dim=1)
+    data = train.TrainingSet(x, torch.arange(n), subject, w, n_subjects=2)
+    recipe = train.Recipe(batch_size=n, lr=1e-3)
+    scale = torch.nn.Parameter(torch.tensor(math.log(1 / recipe.temperature)))
+    opt, params = train.optimiser(model, scale, recipe)
+    before = {k: p.detach().clone() for k, p in model.named_parameters()}
+    # the batch the step will take (its seeded order, the same dropout draw), scored directly
+    order = torch.randperm(n, generator=torch.Generator().manual_seed(5))
+    torch.manual_seed(1)
+    v = torch.nn.functional.normalize(model.train()(x[order], subject[order]), dim=1)
+    expected = train.symmetric_infonce(v, w[order], scale, order).item()
+    torch.manual_seed(1)
+    loss = train.train_epoch(model, data, torch.arange(n), recipe, opt, params, scale,
+                             torch.Generator().manual_seed(5))  # fmt: skip
+    assert math.isfinite(loss) and loss > 0
+    assert loss == pytest.approx(expected, rel=1e-5)
+    graded = {k for k, p in model.named_parameters() if p.grad is not None and p.grad.any()}
+    changed = {k for k, p in model.named_parameters() if not torch.equal(p, before[k])}
+    assert graded == changed == set(before)  # every parameter learns, none left out
+    assert scale.item() != pytest.approx(math.log(1 / recipe.temperature), abs=1e-7)
+    assert not torch.allclose(model.eval()(x, subject), out)
+
+
+@pytest.fixture(scope="module")
+def meg_decoding(world, tmp_path_factory):
+    """Participants 1 (the world's) and 2 prepared; the image set of participant 1's images
+    (fmt.image_set, image_sets.write) embedded with the synthetic encoder pair."""
+    root = tmp_path_factory.mktemp("meg-decoding")
+    shutil.copy(world / "synthetic_truth.h5", root)  # participant 2's features, from the world
+    meg_synth.write_participant(root, 2, WORLD)
+    prepare.run(world, 1, root / "sub-01.h5")
+    prepare.run(root, 2, root / "sub-02.h5")
+    table = fmt.read_attributes(fmt.attributes_path(world, 1))
+    image_sets.write(root / "images.tsv", fmt.image_set(table, world), world, fmt.IMAGES_HOW)
+    synthetic_things.write_encoders(world, root / "encoders")
+    embed.run("synth_resnet18", root / "images.tsv", root / "encoders", root / "synth_resnet18.h5")
+    embed.derive("synth_resnet18_glocal", root / "synth_resnet18.h5", root / "encoders",
+                 root / "synth_resnet18_glocal.h5")  # fmt: skip
+    return root
+
+
+def test_leave_one_subject_out_on_meg(meg_decoding, monkeypatch):
+    """Trained (regime inter) on participant 1's prepared file only, evaluated on participant
+    2's: training reads participant 1's training partition and nothing else, evaluation
+    participant 2's test partition and nothing else (as an unseen subject, index -1); the
+    result is 4-way (the world's 4 test images), its top-1 a fraction. The world is too small
+    for accuracy to mean anything (4 test images, 36 training images): the mechanics only."""
+    root = meg_decoding
+    p1, p2, emb = root / "sub-01.h5", root / "sub-02.h5", root / "synth_resnet18_glocal.h5"
+    with h5py.File(p1) as a, h5py.File(p2) as b:
+        assert a["train"].shape[2:] == b["train"].shape[2:] == (fmt.N_CHANNELS, MEG_TIMES)
+        assert (a.attrs["subject"], b.attrs["subject"]) == (1, 2)
+        assert not np.allclose(a["test"][:], b["test"][:], equal_nan=True)  # two participants
+    np.testing.assert_array_equal(brain_data.read_stimuli(p1, "test")[0],
+                                  brain_data.read_stimuli(p2, "test")[0])  # fmt: skip
+    reads = []
+    for fn in ("load_averaged", "read_stimuli"):
+        real = getattr(brain_data, fn)
+        monkeypatch.setattr(brain_data, fn, lambda path, part, real=real:
+                            reads.append((Path(path).name, part)) or real(path, part))  # fmt: skip
+
+    out = root / "inter-sub-02"
+    info = train.run([p1], emb, "nice", 7, out, train.Recipe(epochs=3, batch_size=16, lr=1e-3),
+                     threads=2, regime="inter", test_subject=2)  # fmt: skip
+    assert set(reads) == {("sub-01.h5", "train")}
+    reads.clear()
+    with h5py.File(p1) as f:
+        n_train = f["train"].shape[0]
+    assert info["regime"] == "inter" and info["test_subject"] == 2
+    assert info["brains"] == [str(p1)] and info["n_subjects"] == 1
+    assert (info["n_channels"], info["n_times"], info["dim"]) == (fmt.N_CHANNELS, MEG_TIMES, 512)
+    assert info["n_train_images"] + info["n_val_images"] == n_train
+    assert info["image_encoder"] == "synth_resnet18_glocal"
+    assert yaml.safe_load((out / "config.yaml").read_text()) == info
+    assert len(pd.read_csv(out / "metrics.csv")) == 3
+
+    result = evaluate.run(out / "model.pt", p2, emb, out / "retrieval.json",
+                          {"regime": "inter", "subject": 2, "seed": 7})  # fmt: skip
+    assert set(reads) == {("sub-02.h5", "test")}
+    n_test = WORLD.n_test_concepts
+    assert result["n_way"] == result["n_queries"] == n_test == 4
+    assert 0 <= result["top1"] <= 1 and result["top5"] == 1.0  # 4-way: top-5 always holds
+    assert result["modality"] == "meg" and result["subject"] == 2
+    assert json.loads((out / "retrieval.json").read_text()) == result
+    _, _, x, subject, w = evaluate.load_run(out / "model.pt", p2, emb)
+    assert x.shape == (n_test, fmt.N_CHANNELS, MEG_TIMES) and w.shape == (n_test, 512)
+    assert (subject == -1).all()  # a subject the model never met
+
+
+@pytest.mark.parametrize("lost", ["train", "test", "folder"])
+def test_an_image_set_missing_an_image_is_one_line_and_writes_nothing(world, tmp_path, lost):
+    """A participant's image set (fmt.image_set) over an images folder that misses an image
+    (train or test), or does not exist: one line naming the folder, how many are missing and
+    the first, and how to get the THINGS images (fmt.IMAGES_HOW); no index written. The whole
+    folder writes its index."""
+    table = fmt.read_attributes(fmt.attributes_path(world, 1))
+    folder = tmp_path / "things"
+    for kind in ("exp", "test"):
+        shutil.copytree(world / fmt.IMAGE_FOLDERS[kind], folder / fmt.IMAGE_FOLDERS[kind])
+    whole = tmp_path / "whole" / "things-meg.tsv"
+    image_sets.write(whole, fmt.image_set(table, folder), folder, fmt.IMAGES_HOW)
+    index = image_sets.read(whole)
+    assert (len(index["train"].stimuli), len(index["test"].stimuli)) == (
+        WORLD.n_train_concepts * WORLD.n_sessions, WORLD.n_test_concepts)  # fmt: skip
+
+    if lost == "folder":
+        shutil.rmtree(folder)
+        part, n_missing = "train", len(index["train"].stimuli)
+        first = folder / index["train"].stimuli[0]
+    else:
+        part, n_missing = lost, 1
+        first = folder / index[lost].stimuli[1]
+        first.unlink()
+    n = len(index[part].stimuli)
+    out = tmp_path / "results" / "images" / "things-meg.tsv"
+    with pytest.raises(InputError) as err:
+        image_sets.write(out, fmt.image_set(table, folder), folder, fmt.IMAGES_HOW)
+    message = str(err.value)
+    assert message == (
+        f"{folder}: {n_missing} of the {n} {part} images are missing (first: {first}); "
+        f"{fmt.IMAGES_HOW}"
+    )
+    assert "\n" not in message and "things-initiative.org" in message and "images_dir" in message
+    assert not out.exists() and (not out.parent.exists() or not any(out.parent.iterdir()))
+
+
+def test_paper_config_runs_the_published_meg_recipe(tmp_path):
+    """config/things-meg.yaml: ds004212's 4 participants, both regimes, every brain encoder, the
+    paper's seeds, pairs and recipes (the same as THINGS-EEG2's paper config); its dry run plans
+    the downloads, preparations and runs of the MEG data set alone."""
+    import re
+    import subprocess
+    import sys
+
+    repo = Path(__file__).resolve().parents[1]
+    paper = yaml.safe_load((repo / "config/things-meg.yaml").read_text())
+    eeg = yaml.safe_load((repo / "config/things-eeg2.yaml").read_text())
+    meg = paper["datasets"]["things-meg"]
+    assert paper["decode"] == ["things-meg"] and meg["kind"] == "things-meg"
+    assert meg["subjects"] == [1, 2, 3, 4] and meg["synthetic"] is False
+    assert meg["regimes"] == ["intra", "inter"]
+    assert meg["brain_encoders"] == ["nice", "atms", "eegnet", "eegconformer"]
+    assert meg["prepare"] == {"tmin": 0.0, "tmax": 1.0}
+    for key in ("seeds", "pairs", "train", "evaluate"):
+        assert paper[key] == eeg[key], key
+    (tmp_path / "fewer.yaml").write_text("seeds: [7]\n")
+    r = subprocess.run(
+        [sys.executable, "-m", "snakemake", "--snakefile", str(repo / "Snakefile"),
+         "--directory", str(tmp_path), "--configfile", str(repo / "config/config.yaml"),
+         str(repo / "config/things-meg.yaml"), str(tmp_path / "fewer.yaml"), "-n", "--quiet",
+         "rules"],
+        capture_output=True, text=True, cwd=tmp_path,
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr[-2000:]
+    counts = {k: int(v) for k, v in re.findall(r"^(\w+)\s+(\d+)$", r.stdout + r.stderr, re.M)}
+    runs = 4 * 2 * 4 * 28  # participants x regimes x brain encoders x image encoders
+    assert counts["download_participant_things_meg"] == 4 and counts["things_meg_prepare"] == 4
+    assert counts["things_meg_image_set"] == 1 and counts["train"] == runs
+    assert not [job for job in counts if "eeg" in job or "synth" in job]
+
+
+def test_real_meg_without_images_dir_fails_at_start_up(tmp_path):
+    """The THINGS images are not in ds004212: a real MEG data set needs the user's folder."""
+    import subprocess
+    import sys
+
+    repo = Path(__file__).resolve().parents[1]
+    (tmp_path / "no_images.yaml").write_text("datasets: {things-meg: {images_dir: null}}\n")
+    r = subprocess.run(
+        [sys.executable, "-m", "snakemake", "--snakefile", str(repo / "Snakefile"),
+         "--directory", str(tmp_path), "--configfile", str(repo / "config/config.yaml"),
+         str(repo / "config/things-meg.yaml"), str(tmp_path / "no_images.yaml"), "-n"],
+        capture_output=True, text=True, cwd=tmp_path,
+    )  # fmt: skip
+    assert r.returncode != 0
+    assert "config: datasets.things-meg.images_dir is not set" in r.stdout + r.stderr
+    assert not (tmp_path / "results").exists()

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import yaml
 
+from visdecode.datasets import KINDS
 from visdecode.errors import InputError
 from visdecode.io import setup_logging
 
@@ -20,43 +21,103 @@ FIGURES = [
 ]  # fmt: skip
 
 
-def _synth(a: argparse.Namespace) -> None:
-    from visdecode.datasets import synthetic_things
-    from visdecode.datasets.things_eeg2 import synth
+# per kind: synth's brain-data part and the function writing one subject of it
+SYNTH_BRAIN = {"things-eeg2": ("eeg", "write_subject"), "things-meg": ("meg", "write_participant")}
 
-    cfg = synth.WorldConfig.from_dict(yaml.safe_load(a.world) if a.world else {})
+
+def _one_line(err: BaseException) -> str:
+    return " ".join(str(err).split())
+
+
+def _synth(a: argparse.Namespace) -> None:
+    from visdecode import datasets
+    from visdecode.datasets import synthetic_things
+
+    brain, write_subject = SYNTH_BRAIN[a.kind]
+    if a.part in ("eeg", "meg") and a.part != brain:
+        raise InputError(f"synth {a.part}: {a.kind} records {brain.upper()}; its part is '{brain}'")
+    synth = datasets.module(a.kind, "synth")
+    try:
+        world = yaml.safe_load(a.world) if a.world else {}
+        if not isinstance(world, dict):
+            raise ValueError(f"{a.world!r} is not a mapping of world options")
+        cfg = synth.WorldConfig.from_dict(world)
+    except (yaml.YAMLError, ValueError) as err:
+        raise InputError(f"--world: {_one_line(err)}") from None
     root = Path(a.root)
     if a.part in ("images", "all"):
         synth.write_images_atomic(root, cfg)
+    if a.part != "images" and not (root / "synthetic_truth.h5").is_file():
+        raise InputError(
+            f"{root / 'synthetic_truth.h5'}: not found; write the world's images first "
+            f"(`visdecode synth images --kind {a.kind}`)"
+        )
     if a.part in ("encoders", "all"):
         fit = synthetic_things.write_encoders(root, a.weights_dir)
         log.info("synthetic encoder pair written: %s", fit)
-    if a.part in ("eeg", "all"):
+    if a.part in (brain, "all"):
         subjects = a.subject or [1, 2]
         for subject in subjects:
-            synth.write_subject(root, subject, cfg)
+            getattr(synth, write_subject)(root, subject, cfg)
+
+
+def _mirrors(path: str, kind: str) -> list[dict]:
+    """The hosts in a YAML file: the list itself, or a config file's datasets.<name>.mirrors of
+    the one data set of `kind` that lists them (or the former download.mirrors)."""
+    if not Path(path).is_file():
+        raise InputError(f"{path}: mirrors file not found")
+    try:
+        cfg = yaml.safe_load(Path(path).read_text())
+    except yaml.YAMLError as err:
+        raise InputError(f"{path}: not YAML ({_one_line(err)})") from None
+    if isinstance(cfg, list):
+        return cfg
+    cfg = cfg if isinstance(cfg, dict) else {}
+    found = {
+        name: d["mirrors"] for name, d in (cfg.get("datasets") or {}).items()
+        if isinstance(d, dict) and d.get("kind") == kind and d.get("mirrors")
+    }  # fmt: skip
+    if len(found) == 1:
+        return next(iter(found.values()))
+    if len(found) > 1:
+        raise InputError(
+            f"{path}: data sets {', '.join(sorted(found))} of kind {kind} list mirrors; give "
+            "one list of hosts instead"
+        )
+    if isinstance(cfg.get("download"), dict) and cfg["download"].get("mirrors"):
+        return cfg["download"]["mirrors"]
+    raise InputError(
+        f"{path}: no mirrors of a {kind} data set (datasets.<name>.mirrors) in it; give that "
+        "or the list of hosts itself (without --mirrors: the kind's default hosts)"
+    )
 
 
 def _download(a: argparse.Namespace) -> None:
-    from visdecode import download
-    from visdecode.datasets.things_eeg2 import sources
+    from visdecode import datasets, download
 
-    mirrors = sources.DEFAULT_MIRRORS
-    if a.mirrors:
-        cfg = yaml.safe_load(Path(a.mirrors).read_text())
-        mirrors = cfg["download"]["mirrors"] if "download" in cfg else cfg
-    if sources.PARTS[a.part].per_subject and not a.subject:
-        raise InputError(f"download {a.part}: give --subject")
+    sources = datasets.module(a.kind, "sources")
+    part = a.part or (next(iter(sources.PARTS)) if len(sources.PARTS) == 1 else None)
+    if part not in sources.PARTS:
+        given = f" {part}" if part else ""
+        raise InputError(f"download{given}: {a.kind}'s parts are {', '.join(sources.PARTS)}")
+    mirrors = _mirrors(a.mirrors, a.kind) if a.mirrors else sources.DEFAULT_MIRRORS
+    if sources.PARTS[part].per_subject and not a.subject:
+        raise InputError(f"download {part}: give --subject")
+    layout = {}
+    if a.kind == "things-eeg2":
+        layout["n_sessions"] = a.sessions or 4
+    elif a.sessions:
+        raise InputError(f"download: --sessions is for things-eeg2's raw EEG, not {a.kind}")
     download.fetch(
         sources,
-        a.part,
+        part,
         a.data_dir,
         mirrors,
         subject=a.subject,
-        n_sessions=a.sessions,
         timeout=a.timeout,
         retries=a.retries,
         keep_archives=a.keep_archives,
+        **layout,
     )
 
 
@@ -84,6 +145,17 @@ def _preprocess(a: argparse.Namespace) -> None:
         seed=a.seed,
     )
     preprocess.run(a.raw_dir, a.subject, a.out, params, threads=a.threads)
+
+
+def _prepare(a: argparse.Namespace) -> None:
+    if a.kind == "things-eeg2":
+        raise InputError(
+            "prepare things-eeg2: its EEG is prepared by `visdecode preprocess` (raw sessions) "
+            "or `visdecode import-release` (the official preprocessed release)"
+        )
+    from visdecode.datasets.things_meg import prepare
+
+    prepare.run(a.data_dir, a.subject, a.out, tmin=a.tmin, tmax=a.tmax)
 
 
 def _image_set(a: argparse.Namespace) -> None:
@@ -183,19 +255,29 @@ def _figure(a: argparse.Namespace) -> None:
         if missing:
             raise InputError(f"figure {a.name} needs {' '.join(missing)}")
 
+    if a.sensors and a.name != "spatial_importance":
+        raise InputError(f"figure {a.name}: --sensors is for spatial_importance only")
+    if a.sensors and not Path(a.sensors).is_file():
+        raise InputError(f"{a.sensors}: brain-data file not found (--sensors)")
     pairs = yaml.safe_load(Path(a.pairs).read_text()) if a.pairs else None
+    dataset = a.dataset
     if a.name == "retrieval_aligned_vs_unaligned":
         need("table", "stats")
-        figures.aligned_vs_unaligned(a.table, a.stats, a.out, a.dpi, a.test)
+        figures.aligned_vs_unaligned(a.table, a.stats, a.out, a.dpi, a.test, dataset=dataset)
     elif a.name == "retrieval_per_subject":
         need("table")
-        figures.per_subject(a.table, a.out, a.dpi)
-    elif a.name in ("temporal_importance", "spectral_importance", "spatial_importance"):
+        figures.per_subject(a.table, a.out, a.dpi, dataset=dataset)
+    elif a.name in ("temporal_importance", "spectral_importance"):
         need("attributions", "pairs")
-        getattr(figures, a.name)(a.attributions, pairs, a.out, a.dpi)
+        getattr(figures, a.name)(a.attributions, pairs, a.out, a.dpi, dataset=dataset)
+    elif a.name == "spatial_importance":
+        need("attributions", "pairs")
+        figures.spatial_importance(
+            a.attributions, pairs, a.out, a.dpi, sensors=a.sensors, dataset=dataset
+        )
     elif a.name == "training_curves":
         need("metrics", "pairs")
-        figures.training_curves(a.metrics, pairs, a.out, a.dpi)
+        figures.training_curves(a.metrics, pairs, a.out, a.dpi, dataset=dataset)
     else:  # topk_retrieval
         need("brain", "images", "aligned", "unaligned")
         runs = {
@@ -203,7 +285,7 @@ def _figure(a: argparse.Namespace) -> None:
             for alignment, (model, emb) in (("aligned", a.aligned), ("unaligned", a.unaligned))
         }
         queries = a.queries[0] if len(a.queries) == 1 and not a.query_indices else a.queries
-        figures.topk_grid(runs, a.brain, a.images, a.out, queries, a.k, a.dpi)
+        figures.topk_grid(runs, a.brain, a.images, a.out, queries, a.k, a.dpi, dataset=dataset)
 
 
 def parser() -> argparse.ArgumentParser:
@@ -211,25 +293,42 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--log", help="also write the log to this file")
     sub = p.add_subparsers(dest="stage", required=True, metavar="STAGE")
 
-    s = sub.add_parser("synth", help="write the synthetic THINGS-EEG2 world")
-    s.add_argument("part", choices=["images", "encoders", "eeg", "all"])
-    s.add_argument("--root", required=True, help="data set root to write")
-    s.add_argument("--world", help="YAML/JSON mapping of world options (config: synthetic)")
+    s = sub.add_parser("synth", help="write a synthetic world (THINGS-EEG2 or THINGS-MEG)")
     s.add_argument(
-        "--subject", type=int, action="append", help="subject(s) for 'eeg' (default: 1 and 2)"
+        "part", nargs="?", default="all", choices=["images", "encoders", "eeg", "meg", "all"],
+        help="images (and the planted truth), encoders, the subjects' brain data (eeg: "
+        "things-eeg2, meg: things-meg) or all of them in that order (default)",
+    )  # fmt: skip
+    s.add_argument("--kind", default="things-eeg2", choices=list(KINDS))
+    s.add_argument("--root", required=True, help="data set root to write (config: data_dir)")
+    s.add_argument(
+        "--world", help="YAML/JSON mapping of world options (config: datasets.<name>.world)"
     )
-    s.add_argument("--weights-dir", help="where 'encoders' writes the pair (default: ROOT/encoders)")
+    s.add_argument(
+        "--subject", "--subjects", type=int, nargs="+", action="extend", dest="subject",
+        help="subject(s) for eeg/meg (default: 1 and 2)",
+    )  # fmt: skip
+    s.add_argument(
+        "--weights-dir", help="where 'encoders' writes the pair (default: ROOT/encoders)"
+    )
     s.set_defaults(func=_synth)
 
-    s = sub.add_parser("download", help="fetch THINGS-EEG2 (raw EEG, images, official release)")
-    s.add_argument("part", choices=["raw", "images", "preprocessed"])
-    s.add_argument("--data-dir", required=True, help="data set root to fill (config: data_dir)")
-    s.add_argument("--subject", type=int, help="subject (raw, preprocessed)")
-    s.add_argument(
-        "--mirrors", help="YAML: a config file with download.mirrors, or the list itself "
-        "(default: OSF)",
+    s = sub.add_parser(
+        "download", help="fetch a real data set: THINGS-EEG2 (raw EEG, images, official "
+        "release) or THINGS-MEG (a participant's preprocessed epochs and sample attributes)",
     )  # fmt: skip
-    s.add_argument("--sessions", type=int, default=4, help="sessions per subject (raw)")
+    s.add_argument(
+        "part", nargs="?", choices=["raw", "images", "preprocessed", "participant"],
+        help="things-eeg2: raw, images or preprocessed; things-meg: participant (the default)",
+    )  # fmt: skip
+    s.add_argument("--kind", default="things-eeg2", choices=list(KINDS))
+    s.add_argument("--data-dir", required=True, help="data set root to fill (config: data_dir)")
+    s.add_argument("--subject", type=int, help="subject (raw, preprocessed, participant)")
+    s.add_argument(
+        "--mirrors", help="YAML: a config file with datasets.<name>.mirrors of a data set of "
+        "the kind, or the list itself (default: OSF; things-meg: OpenNeuro)",
+    )  # fmt: skip
+    s.add_argument("--sessions", type=int, help="sessions per subject (things-eeg2 raw; 4)")
     s.add_argument("--timeout", type=float, default=10.0, help="seconds to connect or stall")
     s.add_argument("--retries", type=int, default=3, help="resumed attempts per file")
     s.add_argument("--keep-archives", action="store_true", help="keep archives once unpacked")
@@ -265,6 +364,20 @@ def parser() -> argparse.ArgumentParser:
         help="worker threads (default: every CPU available); the output does not depend on it",
     )  # fmt: skip
     s.set_defaults(func=_preprocess)
+
+    s = sub.add_parser(
+        "prepare", help="a THINGS-MEG participant's epochs -> the common brain-data HDF5"
+    )
+    s.add_argument(
+        "--kind", required=True, choices=list(KINDS),
+        help="things-meg (things-eeg2: use preprocess or import-release)",
+    )  # fmt: skip
+    s.add_argument("--data-dir", required=True, help="data set root (derivatives/, sourcedata/)")
+    s.add_argument("--subject", type=int, required=True, help="participant")
+    s.add_argument("--out", required=True, help="output HDF5 file")
+    s.add_argument("--tmin", type=float, default=0.0, help="window start (s)")
+    s.add_argument("--tmax", type=float, default=1.0, help="window end (s), included")
+    s.set_defaults(func=_prepare)
 
     s = sub.add_parser("image-set", help="a data set's images, by stimulus identity -> TSV index")
     s.add_argument("--kind", required=True, choices=["things-eeg2", "things-meg"])
@@ -383,13 +496,23 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--attributions", nargs="+", help="attribution .h5 files of runs")
     s.add_argument("--metrics", nargs="+", help="metrics.csv files of runs")
     s.add_argument("--brain", help="preprocessed HDF5 of the subject (topk_retrieval)")
-    s.add_argument("--images", help="the image set's index, results/images/<set>.tsv (topk_retrieval)")
+    s.add_argument(
+        "--images", help="the image set's index, results/images/<set>.tsv (topk_retrieval)"
+    )
     s.add_argument("--aligned", nargs=2, metavar=("MODEL", "EMBEDDINGS"))
     s.add_argument("--unaligned", nargs=2, metavar=("MODEL", "EMBEDDINGS"))
     s.add_argument("--queries", nargs="+", type=int, default=[6],
                    help="a count of evenly spaced test images, or indices with --query-indices")  # fmt: skip
     s.add_argument("--query-indices", action="store_true")
     s.add_argument("--k", type=int, default=5)
+    s.add_argument(
+        "--dataset", help="the data set drawn (config: its name under datasets): its rows of "
+        "the tables (needed when they hold several); its name leads the title",
+    )  # fmt: skip
+    s.add_argument(
+        "--sensors", help="a brain-data file whose stored sensor positions draw the maps "
+        "(spatial_importance; needed for MEG; default: EEG 10-20 positions by name)",
+    )  # fmt: skip
     s.set_defaults(func=_figure)
     return p
 

@@ -3,7 +3,8 @@ its parts (what files, where a person finds them), lays out and checks what was 
 says which files a part puts in place (`Source`).
 
 Each mirror is asked for its file list and the checksums it publishes (OSF: SHA-256 or MD5
-from its API; Figshare: MD5; a plain HTTP mirror: a `SHA256SUMS` file). The files of one part
+from its API; Figshare: MD5; OpenNeuro: the SHA-256 in each annexed file's git-annex key,
+from its GraphQL file tree; a plain HTTP mirror: a `SHA256SUMS` file). The files of one part
 are downloaded with pooch (checksum verified, renamed into place only when it matches) through
 a downloader that keeps an interrupted transfer under `downloads/.partial/` and continues it
 with an HTTP Range request, on the next attempt or the next run. Mirrors are tried in turn.

@@ -3,6 +3,7 @@
 Every figure is PAGE_WIDTH inches wide (a two-column page) and saved at `dpi` without tight
 bounding boxes, so its pixel size is known from its layout (tests check it). Runs are named by
 their results path (RUN in rules/common.smk): .../<regime>/sub-XX/<brain>/<image>/seed-N/...
+Figures are per data set: given `dataset`, a figure's title starts with its name.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import torch  # noqa: E402
 from PIL import Image  # noqa: E402
 
 from visdecode import attribution, brain_data, evaluate, image_sets  # noqa: E402
+from visdecode import sensors as brain_sensors  # noqa: E402
 from visdecode.errors import InputError  # noqa: E402
 from visdecode.io import atomic_path  # noqa: E402
 
@@ -49,6 +51,28 @@ def save(fig, outs: list[Path | str], dpi: int) -> None:
             fig.savefig(tmp, dpi=dpi, format=Path(out).suffix.lstrip("."))
     plt.close(fig)
     log.info("wrote %s", ", ".join(map(str, outs)))
+
+
+def suptitle(fig, text: str, dataset: str | None = None, **kwargs) -> None:
+    """The figure's title, led by the data set's name (a line of its own) when one is given."""
+    fig.suptitle(f"{dataset}\n{text}" if dataset else text, **kwargs)
+
+
+def dataset_rows(path: Path | str, dataset: str | None) -> tuple[pd.DataFrame, str]:
+    """The rows of one data set of a results table (column `dataset`) and its name: `dataset`,
+    or with None the table's only data set."""
+    df = pd.read_csv(path)
+    found = sorted(map(str, df["dataset"].unique())) if "dataset" in df else []
+    if dataset is None:
+        if len(found) != 1:
+            raise InputError(
+                f"{path}: holds data sets {found}; a figure shows one, name it (dataset)"
+            )
+        dataset = found[0]
+    rows = df[df["dataset"].astype(str) == dataset] if "dataset" in df else df.iloc[:0]
+    if rows.empty:
+        raise InputError(f"{path}: no rows of data set {dataset!r} (it holds {found})")
+    return rows, dataset
 
 
 def run_identity(path: Path | str) -> dict:
@@ -93,14 +117,17 @@ def per_subject_means(df: pd.DataFrame) -> pd.DataFrame:
 
 # ------------------------------------------------------------------ 1. aligned vs unaligned
 def aligned_vs_unaligned(
-    table, stats_table, outs, dpi: int = 300, test: str = "wilcoxon"
+    table, stats_table, outs, dpi: int = 300, test: str = "wilcoxon", dataset=None
 ) -> tuple[int, int]:
     """Per pair, top-1 of the aligned and the unaligned encoder: bars the mean over subjects
     (each averaged over seeds), points the subjects, error bars the s.e.m., dashed line
     chance, stars the corrected p of `test` (wilcoxon or t) from stats.csv. Grid: regime
-    (rows) x brain encoder (columns). Returns the grid shape."""
-    df = per_subject_means(pd.read_csv(table))
+    (rows) x brain encoder (columns). Only the rows of `dataset` (both tables; None: the
+    retrieval table's only data set). Returns the grid shape."""
+    rows, dataset = dataset_rows(table, dataset)
+    df = per_subject_means(rows)
     st = pd.read_csv(stats_table)
+    st = st[st["dataset"].astype(str) == dataset] if "dataset" in st else st
     st = st[st.metric == "top1"] if len(st) else st
     regimes, brains = panels(df)
     pairs = sorted(df.pair.unique())
@@ -146,20 +173,23 @@ def aligned_vs_unaligned(
             if r == 0 and c == 0:
                 ax.legend(loc="upper left", frameon=False)
     n_way, n_sub = int(df.n_way.iloc[0]), df.subject.nunique()
-    fig.suptitle(
+    suptitle(
+        fig,
         f"{n_way}-way retrieval, {n_sub} subjects (points), mean \u00b1 s.e.m.; "
-        f"{test} test, {st.correction.iloc[0] if len(st) else 'no'}-corrected"
+        f"{test} test, {st.correction.iloc[0] if len(st) else 'no'}-corrected",
+        dataset,
     )
     save(fig, outs, dpi)
     return len(regimes), len(brains)
 
 
 # ------------------------------------------------------------------ 2. per subject
-def per_subject(table, outs, dpi: int = 300) -> tuple[int, int]:
+def per_subject(table, outs, dpi: int = 300, dataset=None) -> tuple[int, int]:
     """Each subject's top-1 and top-5 (seed means): unaligned (x) against aligned (y) per
     pair; above the diagonal, alignment helped. Grid: metric (rows) x regime and brain
-    encoder (columns)."""
-    df = per_subject_means(pd.read_csv(table))
+    encoder (columns). Only the rows of `dataset` (None: the table's only data set)."""
+    rows, dataset = dataset_rows(table, dataset)
+    df = per_subject_means(rows)
     regimes, brains = panels(df)
     cols = [(r, b) for r in regimes for b in brains]
     wide = df.pivot_table(
@@ -193,7 +223,9 @@ def per_subject(table, outs, dpi: int = 300) -> tuple[int, int]:
             if r == 0:
                 ax.set_title(f"{brain}, {REGIME_LABEL.get(regime, regime)}")
     axes[0, 0].legend(loc="upper left", frameon=False, title="pair", title_fontsize=7)
-    fig.suptitle("Per subject (seed means): above the diagonal, the aligned encoder did better")
+    suptitle(
+        fig, "Per subject (seed means): above the diagonal, the aligned encoder did better", dataset
+    )
     save(fig, outs, dpi)
     return 2, len(cols)
 
@@ -204,7 +236,7 @@ def load_attributions(files: list[Path | str], pairs: list[dict]) -> list[dict]:
     membership = pair_of(pairs)
     out = []
     for path in files:
-        a = {**attribution.load(path), **run_identity(path)}
+        a = {**attribution.load(path), **run_identity(path), "path": str(path)}
         for pair, alignment in membership.get(a["image_encoder"], []):
             out.append({**a, "pair": pair, "alignment": alignment})
     if not out:
@@ -228,7 +260,9 @@ def profile_frame(records: list[dict], key: str, axis_key: str) -> pd.DataFrame:
     ).importance.mean()
 
 
-def profile_figure(df: pd.DataFrame, outs, dpi, xlabel, title, centroid_unit, xscale=1.0):
+def profile_figure(
+    df: pd.DataFrame, outs, dpi, xlabel, title, centroid_unit, xscale=1.0, dataset=None
+):
     """Rows: brain encoders; columns: pairs; lines: aligned vs unaligned, mean over
     subjects with a band of +- s.e.m.; dashed: each profile's centroid."""
     brains, pairs = sorted(df.brain_encoder.unique()), sorted(df.pair.unique())
@@ -262,24 +296,26 @@ def profile_figure(df: pd.DataFrame, outs, dpi, xlabel, title, centroid_unit, xs
             ax.legend(loc="upper right", frameon=False)
             if r == len(brains) - 1:
                 ax.set_xlabel(xlabel)
-    fig.suptitle(title)
+    suptitle(fig, title, dataset)
     save(fig, outs, dpi)
     return len(brains), len(pairs)
 
 
-def temporal_importance(files, pairs, outs, dpi: int = 300) -> tuple[int, int]:
+def temporal_importance(files, pairs, outs, dpi: int = 300, dataset=None) -> tuple[int, int]:
     df = profile_frame(load_attributions(files, pairs), "temporal", "times")
     return profile_figure(
         df, outs, dpi, "time after image onset (ms)",
         "Temporal importance: Grad-CAM of the query-image similarity", "ms", xscale=1000,
+        dataset=dataset,
     )  # fmt: skip
 
 
-def spectral_importance(files, pairs, outs, dpi: int = 300) -> tuple[int, int]:
+def spectral_importance(files, pairs, outs, dpi: int = 300, dataset=None) -> tuple[int, int]:
     df = profile_frame(load_attributions(files, pairs), "spectral", "freqs")
     return profile_figure(
         df, outs, dpi, "frequency (Hz)",
         "Spectral importance: gradient \u00d7 input over the Fourier spectrum", "Hz",
+        dataset=dataset,
     )  # fmt: skip
 
 
@@ -293,23 +329,71 @@ def head_sphere(montage) -> tuple[float, float, float, float]:
     return float(x), float(y), float(z), float(abs(p["Fpz"][1] - p["Oz"][1]) / 2)
 
 
-def spatial_importance(files, pairs, outs, dpi: int = 300) -> tuple[int, int]:
-    """Scalp maps (standard 10-20 positions) of channel importance, subject and seed means:
-    unaligned, aligned (shared colour scale) and aligned minus unaligned. One row per brain
-    encoder and pair."""
+def meg_sphere(info) -> tuple[float, float, float, float]:
+    """A head circle around MEG sensors (no head shape is stored to fit one to): centred
+    horizontally on the sensors, its equator at the lowest sensor, its radius 4% beyond the
+    farthest sensor as MNE's topomap projects them (azimuthal, polar angle scaled by
+    distance), so the head outline encloses every sensor."""
+    pos = np.array([ch["loc"][:3] for ch in info["chs"]], dtype=float)
+    centre = np.r_[(pos[:, :2].min(0) + pos[:, :2].max(0)) / 2, pos[:, 2].min()]
+    v = pos - centre
+    d = np.maximum(np.linalg.norm(v, axis=1), 1e-12)
+    polar = np.arccos(np.clip(v[:, 2] / d, -1, 1))
+    r = float((polar * d / (np.pi / 2)).max()) * 1.04
+    return float(centre[0]), float(centre[1]), float(centre[2]), r
+
+
+def first_difference(names: list[str], expected: list[str]) -> str:
+    if len(names) != len(expected):
+        return f"{len(names)} channels, not {len(expected)}"
+    i = next(i for i, (a, b) in enumerate(zip(names, expected)) if a != b)
+    return f"channel {i} is {names[i]}, not {expected[i]}"
+
+
+def topomap_layout(ch_names: list[str], info=None, source=None) -> tuple:
+    """The MNE Info and head sphere of spatial maps from `info`, the sensors of a brain file
+    (`source`). EEG: MNE's standard 10-20 positions (colin27_1020) by name in EEGLAB's head
+    circle (head_sphere), also with no info; MEG: the stored sensor positions, in meg_sphere."""
+    import mne
+
+    types = {"eeg"} if info is None else set(info.get_channel_types())
+    if types == {"eeg"}:
+        sphere = head_sphere(mne.channels.make_standard_montage("colin27_1020"))
+        return brain_sensors.standard_eeg(ch_names, 250.0), sphere
+    if types not in ({"mag"}, {"grad"}):
+        raise InputError(
+            f"{source}: channel types {sorted(types)}; spatial maps draw EEG or one type of MEG "
+            "sensor"
+        )
+    loc = np.array([ch["loc"][:3] for ch in info["chs"]])
+    if not np.isfinite(loc).all() or not np.abs(loc).sum(1).all():
+        raise InputError(f"{source}: MEG sensors without positions (ch_loc); prepare it again")
+    return info, meg_sphere(info)
+
+
+def spatial_importance(
+    files, pairs, outs, dpi: int = 300, sensors=None, dataset=None
+) -> tuple[int, int]:
+    """Maps of channel importance over the head, subject and seed means: unaligned, aligned
+    (shared colour scale) and aligned minus unaligned. One row per brain encoder and pair.
+    Positions come from `sensors`, a brain file of the data set (sensors.read): EEG at
+    standard 10-20 positions by name, MEG at the stored sensor locations; with None, EEG. The
+    attribution files list the same channels in the same order as it."""
     import mne
 
     records = load_attributions(files, pairs)
-    ch_names = records[0]["ch_names"]
-    info = mne.create_info(ch_names, 250.0, "eeg")
-    montage = mne.channels.make_standard_montage("colin27_1020")  # MNE's standard_1020
-    missing = sorted(set(ch_names) - set(montage.ch_names))
-    if missing:
+    stored = None if sensors is None else brain_sensors.read(sensors)
+    ch_names = list(records[0]["ch_names"]) if stored is None else list(stored.ch_names)
+    source = records[0]["path"] if stored is None else sensors
+    bad = sorted({a["path"] for a in records if list(a["ch_names"]) != ch_names})
+    if bad:
+        more = f" (and {len(bad) - 1} more)" if len(bad) > 1 else ""
+        names = next(a["ch_names"] for a in records if a["path"] == bad[0])
         raise InputError(
-            f"channels {missing} have no 10-20 position in MNE's colin27_1020 montage; rename them"
+            f"{bad[0]}{more}: channels differ from {source}'s "
+            f"({first_difference(list(names), ch_names)}); they must match in name and order"
         )
-    info.set_montage(montage)
-    sphere = head_sphere(montage)
+    info, sphere = topomap_layout(ch_names, stored, sensors)
     df = profile_frame(
         [{**a, "index": np.arange(len(ch_names))} for a in records], "spatial", "index"
     )
@@ -345,7 +429,7 @@ def spatial_importance(files, pairs, outs, dpi: int = 300) -> tuple[int, int]:
             if c > 0:  # one colour bar for the two maps, one for the difference
                 fig.colorbar(im, ax=ax, shrink=0.75, label="importance (uniform = 1)"
                              if c == 1 else "difference")  # fmt: skip
-    fig.suptitle("Spatial importance: |gradient \u00d7 input| per channel")
+    suptitle(fig, "Spatial importance: |gradient \u00d7 input| per channel", dataset)
     save(fig, outs, dpi)
     return len(rows), 3
 
@@ -361,7 +445,7 @@ def thumbnail(image: Image.Image) -> np.ndarray:
 
 
 def topk_grid(
-    runs: dict, brain, images, outs, queries=6, k: int = 5, dpi: int = 300
+    runs: dict, brain, images, outs, queries=6, k: int = 5, dpi: int = 300, dataset=None
 ) -> tuple[int, int]:
     """For chosen test queries (a count, evenly spaced, or a list of test-image indices):
     the image seen, then the top-k images retrieved by the aligned and by the unaligned
@@ -389,7 +473,8 @@ def topk_grid(
         len(queries), n_cols, figsize=(PAGE_WIDTH, height), squeeze=False,
         gridspec_kw={"wspace": 0.08, "hspace": 0.3},
     )  # fmt: skip
-    fig.subplots_adjust(left=0.01, right=0.99, bottom=0.01, top=1 - 0.55 / height)
+    title_in = 0.55 + (0.17 if dataset else 0.0)  # the data set's name: a title line more
+    fig.subplots_adjust(left=0.01, right=0.99, bottom=0.01, top=1 - title_in / height)
     for r, q in enumerate(queries):
         cells = [(q, None, "seen", "black")]
         for alignment in ("aligned", "unaligned"):
@@ -409,15 +494,16 @@ def topk_grid(
             if r == 0 and c in (1, 1 + k):
                 ax.text(0, 1.3, f"top-{k}, {label}: {runs[label]['name']}",
                         transform=ax.transAxes, fontsize=7, ha="left")  # fmt: skip
-    fig.suptitle(
-        "Retrieved test images (cosine similarity; green: the image seen)", y=1 - 0.08 / height
-    )
+    suptitle(
+        fig, "Retrieved test images (cosine similarity; green: the image seen)", dataset,
+        y=1 - 0.08 / height,
+    )  # fmt: skip
     save(fig, outs, dpi)
     return len(queries), n_cols
 
 
 # ------------------------------------------------------------------ 7. training curves
-def training_curves(metrics_files, pairs, outs, dpi: int = 300) -> tuple[int, int]:
+def training_curves(metrics_files, pairs, outs, dpi: int = 300, dataset=None) -> tuple[int, int]:
     """Validation loss and top-1 over epochs per run family (regime x brain encoder x image
     encoder): mean over subjects and seeds, band +- s.e.m.; solid aligned, dashed unaligned,
     one colour per pair."""
@@ -455,6 +541,6 @@ def training_curves(metrics_files, pairs, outs, dpi: int = 300) -> tuple[int, in
                 ax.set_title(f"{brain}, {REGIME_LABEL.get(regime, regime)}")
     if axes[0, 0].get_legend():
         axes[0, 0].legend(frameon=False, fontsize=6)
-    fig.suptitle("Training curves: mean over subjects and seeds, band \u00b1 s.e.m.")
+    suptitle(fig, "Training curves: mean over subjects and seeds, band \u00b1 s.e.m.", dataset)
     save(fig, outs, dpi)
     return 2, len(cols)

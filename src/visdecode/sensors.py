@@ -43,8 +43,10 @@ def standard_eeg(ch_names: list[str], sfreq: float):
     montage = mne.channels.make_standard_montage("colin27_1020")
     missing = sorted(set(ch_names) - set(montage.ch_names))
     if missing:
+        named = f"{missing[:3]} and {len(missing) - 3} more" if len(missing) > 3 else missing
         raise InputError(
-            f"channels {missing} have no 10-20 position in MNE's colin27_1020 montage; rename them"
+            f"channels {named} have no 10-20 position in MNE's colin27_1020 montage; rename "
+            "them, or draw from a brain file that stores its sensors' positions (sensors=)"
         )
     info = mne.create_info(list(ch_names), sfreq, "eeg")
     info.set_montage(montage)

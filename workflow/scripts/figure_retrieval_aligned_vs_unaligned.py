@@ -6,5 +6,5 @@ from visdecode.io import rule_logging
 rule_logging(snakemake.log[0])
 p = snakemake.params
 figures.aligned_vs_unaligned(
-    snakemake.input.table, snakemake.input.stats, snakemake.output, p.dpi, p.test
+    snakemake.input.table, snakemake.input.stats, snakemake.output, p.dpi, p.test, p.dataset
 )

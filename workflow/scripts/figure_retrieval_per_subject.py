@@ -4,4 +4,5 @@ from visdecode import figures
 from visdecode.io import rule_logging
 
 rule_logging(snakemake.log[0])
-figures.per_subject(snakemake.input.table, snakemake.output, snakemake.params.dpi)
+p = snakemake.params
+figures.per_subject(snakemake.input.table, snakemake.output, p.dpi, dataset=p.dataset)

@@ -5,4 +5,7 @@ from visdecode.io import rule_logging
 
 rule_logging(snakemake.log[0])
 p = snakemake.params
-figures.spatial_importance(list(snakemake.input), p.pairs, snakemake.output, p.dpi)
+figures.spatial_importance(
+    list(snakemake.input.attributions), p.pairs, snakemake.output, p.dpi,
+    sensors=snakemake.input.sensors, dataset=p.dataset,
+)  # fmt: skip

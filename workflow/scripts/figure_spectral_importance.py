@@ -5,4 +5,6 @@ from visdecode.io import rule_logging
 
 rule_logging(snakemake.log[0])
 p = snakemake.params
-figures.spectral_importance(list(snakemake.input), p.pairs, snakemake.output, p.dpi)
+figures.spectral_importance(
+    list(snakemake.input), p.pairs, snakemake.output, p.dpi, dataset=p.dataset
+)

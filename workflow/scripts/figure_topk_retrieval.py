@@ -9,4 +9,6 @@ runs = {
     a: {"model": i[f"{a}_model"], "embeddings": i[f"{a}_embeddings"], "name": p.names[a]}
     for a in ("aligned", "unaligned")
 }
-figures.topk_grid(runs, i.brain, i.images, snakemake.output, p.queries, p.k, p.dpi)
+figures.topk_grid(
+    runs, i.brain, i.images, snakemake.output, p.queries, p.k, p.dpi, dataset=p.dataset
+)

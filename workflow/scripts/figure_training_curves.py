@@ -5,4 +5,4 @@ from visdecode.io import rule_logging
 
 rule_logging(snakemake.log[0])
 p = snakemake.params
-figures.training_curves(list(snakemake.input), p.pairs, snakemake.output, p.dpi)
+figures.training_curves(list(snakemake.input), p.pairs, snakemake.output, p.dpi, dataset=p.dataset)

@@ -1,4 +1,4 @@
-"""Rule synth_encoders: the synthetic aligned/unaligned encoder pair's weights."""
+"""Rules synth_encoders_<data set>: the synthetic aligned/unaligned encoder pair's weights."""
 
 from pathlib import Path
 
@@ -10,5 +10,5 @@ from visdecode.io import rule_logging
 rule_logging(snakemake.log[0])
 torch.set_num_threads(snakemake.threads)
 synthetic_things.write_encoders(
-    Path(snakemake.input.truth).parent, Path(snakemake.output.backbone).parent
+    Path(snakemake.input.truth).parent, Path(snakemake.output[0]).parent
 )

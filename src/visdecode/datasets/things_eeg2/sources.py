@@ -29,7 +29,7 @@ PARTS = {
 }
 
 # The hosts of the release (facts: ../shared/reference/things-eeg2.md). config.yaml's
-# download.mirrors is the source of truth for the workflow; this is the CLI's default.
+# The workflow's default hosts are the schema's (datasets.<name>.mirrors); this is the CLI's.
 DEFAULT_MIRRORS = [
     {
         "name": "osf",

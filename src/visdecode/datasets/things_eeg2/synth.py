@@ -13,7 +13,7 @@ What is planted (and saved in `synthetic_truth.h5` so tests can check it is reco
   planted brain response ignores it.
 * The EEG response to an image is ``sum_k p_k * A[:, k] * h_k(t - onset)``, one scalp
   topography ``A[:, k]`` (a smooth blob over posterior channels) and one waveform ``h_k`` (a
-  bump at a feature-specific latency, 80-350 ms) per feature, plus a generic visual evoked
+  bump at a feature-specific latency, peaking at 80-300 ms) per feature, plus a generic visual evoked
   response. Onsets are 200 ms apart, so responses overlap, as in the real RSVP design.
 * Noise is spatially correlated (a smooth covariance over the electrode positions) and
   temporally coloured (AR(1) plus an occipital 10 Hz rhythm), so noise normalisation matters.

@@ -101,6 +101,8 @@ def check(epochs, table, epochs_file: Path, csv: Path) -> None:
 
 def crop(times: np.ndarray, tmin: float, tmax: float, path: Path) -> slice:
     """The samples of the closed interval [tmin, tmax]."""
+    if not tmin < tmax:
+        raise InputError(f"{path}: crop {tmin:g}..{tmax:g} s is empty; set tmin below tmax")
     start = int(np.argmin(np.abs(times - tmin)))
     stop = int(np.argmin(np.abs(times - tmax))) + 1
     if not (np.isclose(times[start], tmin) and np.isclose(times[stop - 1], tmax)):

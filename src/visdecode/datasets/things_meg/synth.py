@@ -9,7 +9,7 @@ images are shown too (preparation must leave them out of training, as on real da
 
 The MEG: each perceptual feature drives one current dipole in posterior cortex (seeded
 positions, tangential orientations), seen by the 271 sensors through MNE's spherical-head
-forward model (`mne.make_forward_dipole`), with its own waveform (80-350 ms); plus a generic
+forward model (`mne.make_forward_dipole`), with its own waveform (peaking at 80-300 ms); plus a generic
 evoked response, spatially smooth and temporally coloured noise, and each epoch z-scored
 against its pre-stimulus period, as the derivative is. Epochs are written in parts of
 `part_mb` MB, so a reader must follow them. Each run carries `mismatches` trials whose event

@@ -1,4 +1,4 @@
-"""Rule import_preprocessed: the official preprocessed release of one subject -> HDF5."""
+"""Rule things_eeg2_import_release: the official preprocessed release of one subject -> HDF5."""
 
 from pathlib import Path
 

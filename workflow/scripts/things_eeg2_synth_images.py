@@ -1,4 +1,4 @@
-"""Rule synth_images: the synthetic world's images, metadata and planted truth."""
+"""Rules synth_images_<data set> (THINGS-EEG2): the world's images, metadata, planted truth."""
 
 from pathlib import Path
 

@@ -1,12 +1,12 @@
-"""Rule synth_eeg: one subject's raw sessions of the synthetic world."""
+"""Rules synth_meg_<data set>: one participant's epochs (in parts) and sample attributes."""
 
 from pathlib import Path
 
-from visdecode.datasets.things_eeg2 import synth
+from visdecode.datasets.things_meg import synth
 from visdecode.io import rule_logging
 
 rule_logging(snakemake.log[0])
-synth.write_subject(
+synth.write_participant(
     Path(snakemake.input.truth).parent,
     int(snakemake.wildcards.subject),
     synth.WorldConfig.from_dict(snakemake.params.world),

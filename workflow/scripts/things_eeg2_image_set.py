@@ -1,4 +1,4 @@
-"""Rule image_set: the data set's images, by stimulus identity (results/images/<set>.tsv)."""
+"""Rule things_eeg2_image_set: the data set's images by stimulus identity (results/images/)."""
 
 from pathlib import Path
 

@@ -1,4 +1,4 @@
-"""Rule preprocess: raw sessions of one subject -> MVNN-whitened epochs (HDF5)."""
+"""Rule things_eeg2_preprocess: raw sessions of one subject -> MVNN-whitened epochs (HDF5)."""
 
 from pathlib import Path
 

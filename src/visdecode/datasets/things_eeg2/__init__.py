@@ -1,0 +1,1 @@
+"""THINGS-EEG2 (Gifford et al. 2022): format, synthetic world, sources, preprocessing."""
