@@ -361,3 +361,18 @@ def test_partial_names_follow_the_checksum():
     b = download.Remote("x/sub-01.zip", "u", 1, "sha256:" + hashlib.sha256(b"b").hexdigest())
     assert download._partial_name(a) != download._partial_name(b)
     assert download._partial_name(a).endswith("-sub-01.zip.part")
+
+
+def test_plain_files_are_staged_without_a_second_copy(tmp_path):
+    """A downloaded file that is no archive (THINGS-MEG's 2 GB epochs parts) is staged under a
+    second name of the same bytes, not copied: a participant does not need twice its size."""
+    fetched = tmp_path / "downloads" / "part.fif"
+    fetched.parent.mkdir()
+    fetched.write_bytes(b"epochs" * 1000)
+    staging = tmp_path / "staging"
+    download.unpack({"derivatives/part.fif": fetched}, staging)
+    staged = staging / "derivatives" / "part.fif"
+    assert staged.read_bytes() == fetched.read_bytes()
+    assert staged.stat().st_ino == fetched.stat().st_ino and fetched.stat().st_nlink == 2
+    fetched.unlink()  # the download removed once placed: the staged name keeps the bytes
+    assert staged.read_bytes() == b"epochs" * 1000

@@ -289,8 +289,9 @@ def _why(err: BaseException) -> str:
 
 # --------------------------------------------------------------------------- unpacking
 def unpack(files: dict[str, Path], staging: Path) -> None:
-    """Archives extracted into `staging` (members outside it refused), other files copied to
-    their path on the mirror."""
+    """Archives extracted into `staging` (members outside it refused), other files linked (a
+    second name, no second copy of a multi-GB file; copied across file systems) to their path
+    on the mirror."""
     for remote_path, path in files.items():
         name = path.name.lower()
         if name.endswith(".zip"):
@@ -305,7 +306,10 @@ def unpack(files: dict[str, Path], staging: Path) -> None:
         else:
             target = staging / remote_path
             target.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(path, target)
+            try:
+                os.link(path, target)
+            except OSError:
+                shutil.copyfile(path, target)
 
 
 def find(staging: Path, name: str, kind: str = "file") -> list[Path]:
