@@ -109,6 +109,42 @@ def test_statistics_against_scipy(tmp_path):
     assert (st.correction == "holm").all()
 
 
+
+def test_tables_are_written_for_a_reader(tmp_path):
+    """summary.csv and stats.csv hold no float noise (0.32499999999999996): accuracies and
+    statistics to 4 places, p-values to 3 significant digits, each within that rounding of the
+    full-precision value; retrieval.csv, which they are computed from, is left as it is."""
+    import re
+
+    df = known_runs()
+    df.loc[df.index[0], "top1"] = 0.1 + 0.2  # 0.30000000000000004
+    df.to_csv(tmp_path / "retrieval.csv", index=False)
+    full_s = tables.write_summary(tmp_path / "retrieval.csv", tmp_path / "summary.csv")
+    full_t = tables.write_statistics(tmp_path / "retrieval.csv", tmp_path / "stats.csv")
+    assert "0.30000000000000004" in (tmp_path / "retrieval.csv").read_text()
+    for name, full in (("summary", full_s), ("stats", full_t)):
+        text = (tmp_path / f"{name}.csv").read_text()
+        assert not re.search(r"\d\.\d{6,}", text), text  # no long decimals anywhere
+        back = pd.read_csv(tmp_path / f"{name}.csv")
+        for column in full.columns:
+            if not pd.api.types.is_float_dtype(full[column]):
+                continue
+            want, got = full[column].to_numpy(float), back[column].to_numpy(float)
+            assert np.array_equal(np.isnan(want), np.isnan(got)), column
+            ok = ~np.isnan(want)
+            if column.endswith(("_p", "_p_corrected")):
+                assert got[ok] == pytest.approx(want[ok], rel=5e-3), column
+                digits = [len(re.sub(r"^0\.0*|\.|e.*$", "", repr(float(v)))) for v in got[ok]]
+                assert max(digits, default=0) <= 3, (column, got[ok])
+            else:
+                assert np.abs(got[ok] - want[ok]).max(initial=0) <= 5e-5, column
+                assert np.array_equal(got[ok], np.round(got[ok], 4)), column
+    # the written p is the full one to 3 significant digits (the figure's stars read it)
+    st = pd.read_csv(tmp_path / "stats.csv")
+    key = (st.pair == "A") & (st.metric == "top1")
+    full = full_t.loc[(full_t.pair == "A") & (full_t.metric == "top1"), "t_p"].iloc[0]
+    assert st.loc[key, "t_p"].iloc[0] == float(f"{full:.3g}") and full != float(f"{full:.3g}")
+
 def test_statistics_with_one_subject_are_nan_and_bad_input_is_named(tmp_path):
     st = tables.statistics(known_runs(n_subjects=1))
     assert st.n_subjects.eq(1).all() and st.t_p.isna().all() and st.wilcoxon_p.isna().all()

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import warnings
 from pathlib import Path
 
@@ -225,6 +226,28 @@ def _control_row(key, control, reference, d, queries, top1, ref_top1, diff, low,
     }  # fmt: skip
 
 
+P_VALUE = re.compile(r"(^p$|_p$|_p_corrected$)")
+
+
+def readable(df: pd.DataFrame, decimals: int = 4, p_digits: int = 3) -> pd.DataFrame:
+    """A table as a reader wants it: accuracies, differences, s.d.s and test statistics to
+    `decimals` places (0.0001 is 0.01 percentage points), p-values to `p_digits` significant
+    digits (a small one keeps its magnitude). The CSV then holds exactly these values, and the
+    figures that read it show them; retrieval.csv, which later steps compute from, keeps full
+    precision."""
+    out = df.copy()
+    for column in out.columns:
+        if not pd.api.types.is_float_dtype(out[column]):
+            continue
+        if P_VALUE.search(column):
+            out[column] = out[column].map(
+                lambda x: float(f"{x:.{p_digits}g}") if np.isfinite(x) else x
+            )
+        else:
+            out[column] = out[column].round(decimals)
+    return out
+
+
 def write_controls(
     run_files: list[Path | str], out: Path | str, null_pairs: list[dict] = ()
 ) -> pd.DataFrame:
@@ -234,7 +257,7 @@ def write_controls(
             results.append(json.load(fh))
     t = controls(results, null_pairs)
     with atomic_path(out) as tmp:
-        t.to_csv(tmp, index=False)
+        readable(t).to_csv(tmp, index=False)
     log.info("wrote %s: %s", out, t.verdict.value_counts().to_dict())
     return t
 
@@ -242,7 +265,7 @@ def write_controls(
 def write_summary(table: Path | str, out: Path | str) -> pd.DataFrame:
     s = summary(read_table(table))
     with atomic_path(out) as tmp:
-        s.to_csv(tmp, index=False)
+        readable(s).to_csv(tmp, index=False)
     log.info("wrote %s (%d rows)", out, len(s))
     return s
 
@@ -250,6 +273,6 @@ def write_summary(table: Path | str, out: Path | str) -> pd.DataFrame:
 def write_statistics(table: Path | str, out: Path | str, correction: str = "holm") -> pd.DataFrame:
     t = statistics(read_table(table), correction)
     with atomic_path(out) as tmp:
-        t.to_csv(tmp, index=False)
+        readable(t).to_csv(tmp, index=False)
     log.info("wrote %s (%d rows, %s correction)", out, len(t), correction)
     return t
