@@ -22,6 +22,8 @@ A world's options (`image_size`, `clutter`, `n_triplets`, `judgement_noise`,
 from __future__ import annotations
 
 import logging
+import shutil
+from contextlib import contextmanager
 from dataclasses import fields
 from pathlib import Path
 
@@ -207,6 +209,35 @@ def render_image(
     colour = _hsv_to_rgb(hue, sat, light)
     img = img * (1 - mask) + mask * stripes * colour
     return Image.fromarray((np.clip(img, 0, 1) * 255).astype(np.uint8))
+
+
+@contextmanager
+def truth_file(root: Path, cfg, description: str):
+    """`root`/synthetic_truth.h5, open for a world to add its planted features, with its
+    description and every world option (attributes `world_<key>`) written."""
+    with h5py.File(root / "synthetic_truth.h5", "a") as f:
+        f.attrs["description"] = description
+        for k, v in vars(cfg).items():
+            f.attrs[f"world_{k}"] = v
+        yield f
+
+
+def write_atomic(root: Path, write, names) -> None:
+    """`write(folder)` into a staging folder under `root`, then each of `names` moved into
+    place, replacing what was there: no partial world is ever under its final name."""
+    stage = root / ".staging"
+    shutil.rmtree(stage, ignore_errors=True)
+    try:
+        write(stage)
+        for name in names:
+            target = root / name
+            if target.is_dir():
+                shutil.rmtree(target)
+            elif target.exists():
+                target.unlink()
+            (stage / name).rename(target)
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
 
 
 def write_alignment(

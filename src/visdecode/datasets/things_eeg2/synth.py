@@ -30,7 +30,6 @@ What is planted (and saved in `synthetic_truth.h5` so tests can check it is reco
 from __future__ import annotations
 
 import logging
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -40,7 +39,7 @@ from scipy.signal import fftconvolve, lfilter
 
 from visdecode.datasets.synthetic_things import (
     FEATURES, LATENCY, TARGET_FEATURES_SEED, WIDTH, WorldOptions, _concept_names, render_image,
-    sample_features, standardise, write_alignment,
+    sample_features, standardise, truth_file, write_alignment, write_atomic,
 )  # fmt: skip
 from visdecode.datasets.things_eeg2 import format as fmt
 from visdecode.io import atomic_path
@@ -110,14 +109,12 @@ def write_images(root: Path, cfg: WorldConfig, render: bool = True) -> None:
     np.save(images / "image_metadata.npy", meta, allow_pickle=True)
 
     write_alignment(root, cfg, rng, align_params, align_feat, render)
-    with h5py.File(root / "synthetic_truth.h5", "a") as f:
-        f.attrs["description"] = (
-            "Planted truth of the visdecode synthetic world: perceptual features of every "
-            "image (raw and standardised), in event-code order, and the simulated human "
-            "odd-one-out judgements on the alignment images."
-        )
-        for k, v in vars(cfg).items():
-            f.attrs[f"world_{k}"] = v
+    description = (
+        "Planted truth of the visdecode synthetic world: perceptual features of every "
+        "image (raw and standardised), in event-code order, and the simulated human "
+        "odd-one-out judgements on the alignment images."
+    )
+    with truth_file(root, cfg, description) as f:
         f["train_features"] = standardise(train_feat)
         f["test_features"] = standardise(test_feat)
 
@@ -259,16 +256,7 @@ def write_subject(root: Path, subject: int, cfg: WorldConfig) -> list[Path]:
 
 def write_images_atomic(root: Path, cfg: WorldConfig, render: bool = True) -> None:
     """write_images into a staging folder, then move its parts into place (no partial world)."""
-    stage = root / ".staging"
-    shutil.rmtree(stage, ignore_errors=True)
-    try:
-        write_images(stage, cfg, render)
-        for name in ("images", "alignment", "synthetic_truth.h5"):
-            target = root / name
-            if target.is_dir():
-                shutil.rmtree(target)
-            elif target.exists():
-                target.unlink()
-            (stage / name).rename(target)
-    finally:
-        shutil.rmtree(stage, ignore_errors=True)
+    write_atomic(
+        root, lambda stage: write_images(stage, cfg, render),
+        ("images", "alignment", "synthetic_truth.h5"),
+    )  # fmt: skip

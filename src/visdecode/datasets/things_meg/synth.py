@@ -128,33 +128,22 @@ def write_images(root: Path, cfg: WorldConfig, render: bool = True) -> None:
             )
     align_params, align_feat = things.sample_features(cfg.n_alignment_images // 10 or 1, 10, rng)
     things.write_alignment(root, cfg, rng, align_params, align_feat, render)
-    with h5py.File(root / "synthetic_truth.h5", "a") as f:
-        f.attrs["description"] = (
-            "Planted truth of the visdecode THINGS-MEG world: standardised perceptual features "
-            "of every image (by image_path), and the simulated human odd-one-out judgements "
-            "on the alignment images."
-        )
-        for k, v in vars(cfg).items():
-            f.attrs[f"world_{k}"] = v
+    description = (
+        "Planted truth of the visdecode THINGS-MEG world: standardised perceptual features "
+        "of every image (by image_path), and the simulated human odd-one-out judgements "
+        "on the alignment images."
+    )
+    with things.truth_file(root, cfg, description) as f:
         f.create_dataset("image_paths", data=table.image_path.tolist(), dtype=h5py.string_dtype())
         f["features"] = things.standardise(feat)
 
 
 def write_images_atomic(root: Path, cfg: WorldConfig, render: bool = True) -> None:
     """write_images into a staging folder, then its parts into place (no partial world)."""
-    stage = root / ".staging"
-    shutil.rmtree(stage, ignore_errors=True)
-    try:
-        write_images(stage, cfg, render)
-        for name in [*fmt.IMAGE_FOLDERS.values(), "alignment", "synthetic_truth.h5"]:
-            target = root / name
-            if target.is_dir():
-                shutil.rmtree(target)
-            elif target.exists():
-                target.unlink()
-            (stage / name).rename(target)
-    finally:
-        shutil.rmtree(stage, ignore_errors=True)
+    things.write_atomic(
+        root, lambda stage: write_images(stage, cfg, render),
+        [*fmt.IMAGE_FOLDERS.values(), "alignment", "synthetic_truth.h5"],
+    )  # fmt: skip
 
 
 # --------------------------------------------------------------------------- MEG
