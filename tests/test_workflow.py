@@ -19,6 +19,9 @@ FIGURE = f"results/figures/{EEG}/retrieval_aligned_vs_unaligned.png"
 
 def tiny_config() -> dict:
     cfg = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+    # 2 subjects each; the EEG world in both regimes (the default run: 3 subjects, intra)
+    cfg["datasets"][EEG].update(subjects=[1, 2], regimes=["intra", "inter"])
+    cfg["datasets"][MEG].update(subjects=[1, 2])
     cfg["datasets"][EEG]["world"].update(
         n_train_concepts=60,
         n_test_concepts=20,

@@ -33,6 +33,7 @@ PAGE_WIDTH = 7.2  # inches
 PALETTE = {"unaligned": "#8c8c8c", "aligned": "#1f77b4"}
 ALIGNMENTS = ("unaligned", "aligned")
 REGIME_LABEL = {"intra": "per subject", "inter": "leave-one-subject-out"}
+TEST_LABEL = {"wilcoxon": "Wilcoxon signed-rank test", "t": "paired t-test"}
 RUN_PATH = re.compile(
     r"(?P<regime>[^/]+)/sub-(?P<subject>\d+)/(?P<brain_encoder>[^/]+)/"
     r"(?P<image_encoder>[^/]+)/seed-(?P<seed>\d+)/[^/]+$"
@@ -176,7 +177,8 @@ def aligned_vs_unaligned(
     suptitle(
         fig,
         f"{n_way}-way retrieval, {n_sub} subjects (points), mean \u00b1 s.e.m.; "
-        f"{test} test, {st.correction.iloc[0] if len(st) else 'no'}-corrected",
+        f"two-sided {TEST_LABEL[test]} over subjects, "
+        f"{st.correction.iloc[0] if len(st) else 'no'}-corrected",
         dataset,
     )
     save(fig, outs, dpi)

@@ -47,7 +47,7 @@ class WorldConfig(things.WorldOptions):
     n_sessions: int = 4
     n_runs: int = 2
     n_train_concepts: int = 150
-    n_test_concepts: int = 50
+    n_test_concepts: int = 100
     n_catch: int = 5  # catch trials per session
     mismatches: int = 1  # trials per run whose event value disagrees with the CSV
     part_mb: int = 64  # size of the epochs file's parts (MNE: 2 GB on real data)
