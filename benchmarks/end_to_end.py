@@ -77,6 +77,15 @@ def main() -> None:
         "",
         summary.to_markdown(),
         "",
+        "## Aligned vs unaligned: paired tests over subjects (results/tables/stats.csv)",
+        "",
+        "The headline figure's stars are `figures.significance_test`'s corrected p.",
+        "",
+        pd.read_csv(work / "results" / "tables" / "stats.csv")[
+            ["dataset", "regime", "brain_encoder", "pair", "metric", "n_subjects",
+             "mean_difference", "t", "t_p", "t_p_corrected", "wilcoxon_p_corrected"]
+        ].to_markdown(index=False),
+        "",
         "## Jobs (Snakemake benchmark files)",
         "",
         pd.DataFrame(rules).to_markdown(index=False, floatfmt=".1f"),

@@ -75,7 +75,7 @@ def two_datasets(tmp_path_factory):
     tables.write_statistics(root / "retrieval.csv", root / "stats.csv")
     st = pd.read_csv(root / "stats.csv")
     assert set(st.dataset) == {EEG, MEG}
-    st["wilcoxon_p_corrected"] = np.where(st.dataset == EEG, 0.0123, 0.456)
+    st["t_p_corrected"] = np.where(st.dataset == EEG, 0.0123, 0.456)  # the default test's
     st.to_csv(root / "stats.csv", index=False)
     return df, root
 

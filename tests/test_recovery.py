@@ -59,6 +59,8 @@ def test_killed_run_unlocks_and_finishes_as_if_never_killed(tmp_path):
         job.wait()
     assert not (crashed / TABLES[0]).exists()
     assert list((crashed / ".snakemake" / "locks").iterdir())  # the lock outlives the crash
+    incomplete = crashed / ".snakemake" / "incomplete"
+    assert incomplete.is_dir() and any(incomplete.iterdir())  # a job was cut short
 
     again = run(crashed)
     assert again.returncode != 0

@@ -491,7 +491,7 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--dpi", type=int, default=300)
     s.add_argument("--table", help="retrieval.csv")
     s.add_argument("--stats", help="stats.csv")
-    s.add_argument("--test", default="wilcoxon", choices=["wilcoxon", "t"])
+    s.add_argument("--test", default="t", choices=["t", "wilcoxon"])
     s.add_argument("--pairs", help="YAML list of {name, aligned, unaligned}")
     s.add_argument("--attributions", nargs="+", help="attribution .h5 files of runs")
     s.add_argument("--metrics", nargs="+", help="metrics.csv files of runs")

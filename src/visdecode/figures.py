@@ -118,7 +118,7 @@ def per_subject_means(df: pd.DataFrame) -> pd.DataFrame:
 
 # ------------------------------------------------------------------ 1. aligned vs unaligned
 def aligned_vs_unaligned(
-    table, stats_table, outs, dpi: int = 300, test: str = "wilcoxon", dataset=None
+    table, stats_table, outs, dpi: int = 300, test: str = "t", dataset=None
 ) -> tuple[int, int]:
     """Per pair, top-1 of the aligned and the unaligned encoder: bars the mean over subjects
     (each averaged over seeds), points the subjects, error bars the s.e.m., dashed line

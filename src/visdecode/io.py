@@ -62,21 +62,9 @@ def setup_logging(log_file: str | Path | None = None, level: int = logging.INFO)
     )
 
 
-def rule_logging(log_file: str | Path, threads: int | None = None) -> None:
+def rule_logging(log_file: str | Path) -> None:
     """For Snakemake jobs: everything (log records, progress bars, warnings, tracebacks) goes
-    to the job's log file only, so concurrent jobs do not interleave on the terminal.
-
-    threads (the rule's): caps the thread pools of the libraries loaded so far (BLAS, OpenMP,
-    PyTorch's intra-op pool), which otherwise take every core whatever the job was given and
-    slow down the jobs that run beside it."""
+    to the job's log file only, so concurrent jobs do not interleave on the terminal."""
     Path(log_file).parent.mkdir(parents=True, exist_ok=True)
     sys.stderr = open(log_file, "w", buffering=1)  # noqa: SIM115 (lives as long as the job)
     setup_logging()
-    if threads:
-        from threadpoolctl import threadpool_limits
-
-        for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
-            os.environ[var] = str(threads)  # for libraries loaded later
-        threadpool_limits(threads)
-        if "torch" in sys.modules:
-            sys.modules["torch"].set_num_threads(threads)

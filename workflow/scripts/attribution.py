@@ -5,7 +5,7 @@ import torch
 from visdecode import attribution
 from visdecode.io import rule_logging
 
-rule_logging(snakemake.log[0], snakemake.threads)
+rule_logging(snakemake.log[0])
 torch.set_num_threads(snakemake.threads)
 w = snakemake.wildcards
 attribution.run(

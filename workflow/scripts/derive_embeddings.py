@@ -7,7 +7,7 @@ import torch
 from visdecode import embed
 from visdecode.io import rule_logging
 
-rule_logging(snakemake.log[0], snakemake.threads)
+rule_logging(snakemake.log[0])
 torch.set_num_threads(snakemake.threads)
 made = snakemake.input.weights  # the synthetic world's transform; others are in the cache
 embed.derive(

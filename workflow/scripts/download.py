@@ -7,7 +7,7 @@ from visdecode.io import rule_logging
 
 SOURCES = {"things-eeg2": things_eeg2, "things-meg": things_meg}  # each kind's hosts and parts
 
-rule_logging(snakemake.log[0], snakemake.threads)
+rule_logging(snakemake.log[0])
 p = snakemake.params
 options = snakemake.config["download"]  # execution options: no rule params, they rerun nothing
 mirrors = snakemake.config["datasets"][p.dataset]["mirrors"]  # likewise

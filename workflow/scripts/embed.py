@@ -7,7 +7,7 @@ import torch
 from visdecode import embed, image_encoders
 from visdecode.io import rule_logging
 
-rule_logging(snakemake.log[0], snakemake.threads)
+rule_logging(snakemake.log[0])
 torch.set_num_threads(snakemake.threads)
 name = snakemake.wildcards.image_encoder
 options = snakemake.config["embed"]  # execution options: no rule params, they rerun nothing

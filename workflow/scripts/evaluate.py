@@ -3,7 +3,7 @@
 from visdecode import evaluate
 from visdecode.io import rule_logging
 
-rule_logging(snakemake.log[0], snakemake.threads)
+rule_logging(snakemake.log[0])
 w = snakemake.wildcards
 evaluate.run(
     snakemake.input.model,

@@ -3,7 +3,7 @@
 from visdecode import figures
 from visdecode.io import rule_logging
 
-rule_logging(snakemake.log[0], snakemake.threads)
+rule_logging(snakemake.log[0])
 p = snakemake.params
 figures.aligned_vs_unaligned(
     snakemake.input.table, snakemake.input.stats, snakemake.output, p.dpi, p.test, p.dataset

@@ -3,7 +3,7 @@
 from visdecode import figures
 from visdecode.io import rule_logging
 
-rule_logging(snakemake.log[0], snakemake.threads)
+rule_logging(snakemake.log[0])
 p = snakemake.params
 figures.spatial_importance(
     list(snakemake.input.attributions), p.pairs, snakemake.output, p.dpi,

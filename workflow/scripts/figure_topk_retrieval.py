@@ -3,7 +3,7 @@
 from visdecode import figures
 from visdecode.io import rule_logging
 
-rule_logging(snakemake.log[0], snakemake.threads)
+rule_logging(snakemake.log[0])
 i, p = snakemake.input, snakemake.params
 runs = {
     a: {"model": i[f"{a}_model"], "embeddings": i[f"{a}_embeddings"], "name": p.names[a]}

@@ -3,5 +3,5 @@
 from visdecode import evaluate
 from visdecode.io import rule_logging
 
-rule_logging(snakemake.log[0], snakemake.threads)
+rule_logging(snakemake.log[0])
 evaluate.table(snakemake.input, snakemake.params.pairs, snakemake.output[0])

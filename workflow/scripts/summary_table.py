@@ -3,5 +3,5 @@
 from visdecode import tables
 from visdecode.io import rule_logging
 
-rule_logging(snakemake.log[0], snakemake.threads)
+rule_logging(snakemake.log[0])
 tables.write_summary(snakemake.input[0], snakemake.output[0])

@@ -5,7 +5,7 @@ from pathlib import Path
 from visdecode.datasets.things_eeg2 import release
 from visdecode.io import rule_logging
 
-rule_logging(snakemake.log[0], snakemake.threads)
+rule_logging(snakemake.log[0])
 release.run(
     Path(snakemake.input.metadata).parent.parent,  # data set root
     int(snakemake.wildcards.subject),

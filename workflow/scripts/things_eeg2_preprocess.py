@@ -5,7 +5,7 @@ from pathlib import Path
 from visdecode.datasets.things_eeg2 import preprocess
 from visdecode.io import rule_logging
 
-rule_logging(snakemake.log[0], snakemake.threads)
+rule_logging(snakemake.log[0])
 options = dict(snakemake.params.options)
 options["baseline"] = tuple(options.get("baseline", (None, 0.0)))
 preprocess.run(

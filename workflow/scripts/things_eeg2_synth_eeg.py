@@ -5,7 +5,7 @@ from pathlib import Path
 from visdecode.datasets.things_eeg2 import synth
 from visdecode.io import rule_logging
 
-rule_logging(snakemake.log[0], snakemake.threads)
+rule_logging(snakemake.log[0])
 synth.write_subject(
     Path(snakemake.input.truth).parent,
     int(snakemake.wildcards.subject),

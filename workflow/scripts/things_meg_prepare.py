@@ -3,7 +3,7 @@
 from visdecode.datasets.things_meg import prepare
 from visdecode.io import rule_logging
 
-rule_logging(snakemake.log[0], snakemake.threads)
+rule_logging(snakemake.log[0])
 prepare.run(
     snakemake.params.data_dir,
     int(snakemake.wildcards.subject),

@@ -5,7 +5,7 @@ from pathlib import Path
 from visdecode.datasets.things_meg import synth
 from visdecode.io import rule_logging
 
-rule_logging(snakemake.log[0], snakemake.threads)
+rule_logging(snakemake.log[0])
 synth.write_participant(
     Path(snakemake.input.truth).parent,
     int(snakemake.wildcards.subject),

@@ -5,7 +5,7 @@ from pathlib import Path
 from visdecode import train
 from visdecode.io import rule_logging
 
-rule_logging(snakemake.log[0], snakemake.threads)
+rule_logging(snakemake.log[0])
 w, p = snakemake.wildcards, snakemake.params
 train.run(
     list(snakemake.input.brain),
