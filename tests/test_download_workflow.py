@@ -153,12 +153,12 @@ def test_paper_scale_config(tmp_path):
     assert paper["train"]["inter_subject"]["nice"] == {"epochs": 150, "batch_size": 512,
                                                         "lr": 1e-4}  # fmt: skip
     methods = {p["method"] for p in paper["pairs"]}
-    assert methods == {"DreamSim", "gLocal"} and len(paper["pairs"]) == 14
+    assert methods == {"DreamSim", "gLocal", "Harmonization"} and len(paper["pairs"]) == 21
     for pair in paper["pairs"]:
         assert REGISTRY[pair["aligned"]].dim == REGISTRY[pair["unaligned"]].dim
     (tmp_path / "config").mkdir()
     (tmp_path / "config" / "config.yaml").write_text(yaml.safe_dump(base))
-    # one seed and one regime keep the dry run's DAG (28,061 jobs in full) to seconds
+    # one seed and one regime keep the dry run's DAG (42,000 jobs and more in full) to seconds
     (tmp_path / "fewer.yaml").write_text("seeds: [7]\ndatasets: {things-eeg2: {regimes: [intra]}}\n")
     r = subprocess.run(
         [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"),
@@ -169,12 +169,12 @@ def test_paper_scale_config(tmp_path):
     )  # fmt: skip
     assert r.returncode == 0, r.stderr[-2000:]
     counts = dict(re.findall(r"^(\w+)\s+(\d+)$", r.stdout + r.stderr, re.MULTILINE))
-    runs = 10 * 4 * 28  # subjects x brain encoders x image encoders
+    runs = 10 * 4 * 42  # subjects x brain encoders x image encoders
     # the 8 gLocal encoders are derived from their backbones' embeddings, not embedded
     assert {k: int(counts[k]) for k in ("download_raw_things_eeg2", "download_images_things_eeg2",
                                          "things_eeg2_preprocess", "embed", "derive_embeddings",
                                          "train", "evaluate")} == {
         "download_raw_things_eeg2": 10, "download_images_things_eeg2": 1,
-        "things_eeg2_preprocess": 10, "embed": 20, "derive_embeddings": 8, "train": runs,
+        "things_eeg2_preprocess": 10, "embed": 34, "derive_embeddings": 8, "train": runs,
         "evaluate": runs}  # fmt: skip
     assert not [job for job in counts if "synthetic" in job]  # only the decoded data set

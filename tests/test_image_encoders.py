@@ -26,7 +26,8 @@ def output_dim(spec) -> int:
     import timm
 
     with torch.device("meta"):
-        return timm.create_model(spec.model, pretrained=False, num_classes=0).num_features
+        model = timm.create_model(spec.model, pretrained=False, num_classes=0)
+        return getattr(model, "head_hidden_size", None) or model.num_features  # VGG: fc2
 
 
 @pytest.mark.parametrize(
@@ -103,12 +104,6 @@ def test_glocal_applies_the_published_transform(tmp_path):
     np.savez(tmp_path / spec.files[1].filename, weights=npz["weights"][:5, :5], mean=0, std=1)
     with pytest.raises(InputError, match="wrong transform file"):
         image_encoders.load(spec.name, tmp_path)
-
-
-def test_harmonization_says_why_it_cannot_load(tmp_path):
-    with pytest.raises(InputError) as err:
-        image_encoders.load("harmonization_vitb16", tmp_path)
-    assert "Keras" in str(err.value) and "\n" not in str(err.value)
 
 
 def test_a_file_that_is_not_the_checkpoint_fails_clearly(tmp_path):

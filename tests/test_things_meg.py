@@ -459,7 +459,7 @@ def test_paper_config_runs_the_published_meg_recipe(tmp_path):
     )  # fmt: skip
     assert r.returncode == 0, r.stderr[-2000:]
     counts = {k: int(v) for k, v in re.findall(r"^(\w+)\s+(\d+)$", r.stdout + r.stderr, re.M)}
-    runs = 4 * 2 * 4 * 28  # participants x regimes x brain encoders x image encoders
+    runs = 4 * 2 * 4 * 42  # participants x regimes x brain encoders x image encoders
     assert counts["download_participant_things_meg"] == 4 and counts["things_meg_prepare"] == 4
     assert counts["things_meg_image_set"] == 1 and counts["train"] == runs
     assert not [job for job in counts if "eeg" in job or "synth" in job]

@@ -370,3 +370,42 @@ def test_null_alignment_without_a_transform_pair_fails_at_start_up(tmp_path):
     done = snakemake(tmp_path, "--dry-run", config=name)
     assert done.returncode == 1
     assert "controls.null_alignment needs a pair whose aligned encoder is a transform" in done.stdout + done.stderr
+
+
+def test_a_harmonization_pair_runs_through_embed_train_evaluate(finished):
+    """harmonization_levit against levit_imagenet on the finished EEG world: random weights in
+    the real formats (a Keras .h5 by our writer, timm's safetensors), as local_weights; only
+    their jobs run."""
+    import hashlib
+
+    import timm
+    import torch
+    from safetensors.torch import save_file
+
+    from visdecode import harmonization_models
+
+    weights = finished / "harmonization-weights"
+    weights.mkdir()
+    torch.manual_seed(0)
+    files = {"harmonization_levit": weights / "levit_small_harmonized.h5",
+             "levit_imagenet": weights / "levit_128.safetensors"}  # fmt: skip
+    harmonization_models.write("levit128", harmonization_models.ARCHS["levit128"].make(),
+                               files["harmonization_levit"])  # fmt: skip
+    save_file(timm.create_model("levit_128").state_dict(), files["levit_imagenet"])
+    pair = {"name": "Harmonization-LeViT-128", "method": "Harmonization",
+            "aligned": "harmonization_levit", "unaligned": "levit_imagenet"}  # fmt: skip
+    name = variant(finished, "harmonization", lambda c: (
+        c["pairs"].append(pair), c.update(local_weights={k: str(v) for k, v in files.items()})))  # fmt: skip
+    run = f"results/runs/{EEG}/intra/sub-01/nice/{{}}/seed-7/retrieval.json"
+    done = snakemake(finished, *(run.format(e) for e in files), config=name)
+    log = done.stdout + done.stderr
+    assert done.returncode == 0, log[-3000:]
+    assert job_counts(log) == {"embed": 2, "train": 2, "evaluate": 2}  # nothing else reruns
+    for encoder, file in files.items():
+        result = yaml.safe_load((finished / run.format(encoder)).read_text())
+        assert result["n_way"] == 20 and 0 <= result["top1"] <= 1
+        with h5py.File(finished / f"results/embeddings/{EEG}/{encoder}.h5") as f:
+            assert f["train"].shape == (600, 384) and f["test"].shape == (20, 384)
+            assert f.attrs["weights_sha256"] == hashlib.sha256(file.read_bytes()).hexdigest()
+            keras = "TensorFlow's bicubic" in f.attrs["preprocessing"]
+            assert keras == (encoder == "harmonization_levit")

@@ -47,7 +47,12 @@ class ImageFiles(Dataset):
 
 def preprocessing(spec: image_encoders.EncoderSpec) -> transforms.Compose:
     """The encoder's own: resize the shorter side, centre crop, to tensor, normalise; or
-    (spec.crop False, DreamSim) resize to a square, to tensor (the model normalises)."""
+    (spec.crop False, DreamSim) resize to a square, to tensor (the model normalises); or
+    (interpolation tf_bicubic, the Keras models) TensorFlow's resize to a square, normalise."""
+    if spec.interpolation == "tf_bicubic":  # a Keras model (visdecode.harmonization_models)
+        from visdecode.harmonization_models import KerasPreprocess
+
+        return KerasPreprocess(spec.image_size, spec.mean, spec.std)
     interpolation = transforms.InterpolationMode(spec.interpolation)
     if not spec.crop:
         size = (spec.image_size, spec.image_size)

@@ -13,8 +13,10 @@ not here. Families:
 * dreamsim: DreamSim's LoRA fine-tunes (clip_vitb32, open_clip_vitb32, dino_vitb16,
   dinov2_vitb14, synclr_vitb16, ensemble) and, as `<name>_base`, the same model without its LoRA
   (its unaligned backbone, features taken the same way); see `visdecode.dreamsim_models`.
-* harmonization: the Harmonization models exist only as Keras weights (serre-lab); no PyTorch
-  port with published weights is known, so these entries explain that instead of loading.
+* harmonization: the Harmonization models (serre-lab's Keras .h5 files, read and converted to
+  PyTorch by `visdecode.harmonization_models`), and their architectures' standard ImageNet
+  weights as unaligned counterparts (timm's, or keras.applications' for ResNet50V2, which timm
+  does not define).
 * synthetic (offline, random-initialised, for the synthetic world only):
   ``synth_resnet18`` (timm's ResNet-18 definition, weights drawn with a fixed seed) and
   ``synth_resnet18_glocal`` (the same backbone and an affine transform fitted, as gLocal does,
@@ -61,7 +63,7 @@ class EncoderSpec:
     files: tuple[WeightFile, ...]  # weight files, fetched into the cache
     build: Callable[[list[Path]], nn.Module] | None  # weight file paths -> module (eval mode)
     resize: int | None = None  # shorter side before the centre crop (default: image_size)
-    interpolation: str = "bicubic"
+    interpolation: str = "bicubic"  # torchvision's; tf_bicubic: TensorFlow's, to a square
     crop: bool = True  # False: resize to image_size x image_size (aspect ratio not kept)
     synthetic: bool = False
     unavailable: str | None = None  # why no weights can be had (then build is None)
@@ -73,6 +75,11 @@ class EncoderSpec:
 
     @property
     def preprocessing(self) -> str:
+        if self.interpolation == "tf_bicubic":  # the Keras models (harmonization_models)
+            return (
+                f"resize to {self.image_size}x{self.image_size} with TensorFlow's bicubic "
+                f"(aspect ratio not kept), /255, normalise mean={self.mean} std={self.std}"
+            )
         if not self.crop:  # DreamSim: each backbone normalises inside the model
             return (
                 f"resize to {self.image_size}x{self.image_size} {self.interpolation} (aspect "
@@ -175,16 +182,20 @@ def _open_clip(arch: str, quick_gelu: bool) -> Callable[[list[Path]], nn.Module]
     return build
 
 
-def _timm(name: str, image_size: int) -> Callable[[list[Path]], nn.Module]:
+def _timm(name: str, image_size: int | None) -> Callable[[list[Path]], nn.Module]:
+    """image_size: for the models that take it (ViTs: their position grid is resampled);
+    None for those that do not (convolutional ones)."""
+
     def build(paths: list[Path]) -> nn.Module:
         import timm
 
+        size = {} if image_size is None else {"img_size": image_size}
         return timm.create_model(
             name,
             pretrained=True,  # from the file below, through timm's own checkpoint conversion
             pretrained_cfg_overlay={"file": str(paths[0])},
             num_classes=0,
-            img_size=image_size,
+            **size,
         ).eval()
 
     return build
@@ -271,23 +282,80 @@ def _glocal(name: str, backbone: EncoderSpec, path: str) -> EncoderSpec:
     )
 
 
-def _harmonization(name: str, dim: int, arch: str) -> EncoderSpec:
+HARMONIZATION_URL = "https://storage.googleapis.com/serrelab/prj_harmonization/models/{file}"
+KERAS_APPS_URL = "https://storage.googleapis.com/tensorflow/keras-applications/{path}"
+TIMM_HF_URL = "https://huggingface.co/timm/{model}/resolve/main/model.safetensors"
+
+
+def _keras(arch: str) -> Callable[[list[Path]], nn.Module]:
+    def build(paths: list[Path]) -> nn.Module:
+        from visdecode import harmonization_models
+
+        return harmonization_models.load(arch, paths[0])
+
+    return build
+
+
+def _harmonization(name: str, arch: str, file: str) -> EncoderSpec:
+    """A Harmonization model: its Keras file (no published checksum: the SHA-256 is recorded
+    with the embeddings), converted to PyTorch on load (visdecode.harmonization_models);
+    TensorFlow's bicubic resize to 224 x 224, then the package's preprocess_input."""
+    from visdecode.harmonization_models import ARCHS
+
+    words = ARCHS[arch].words
     return EncoderSpec(
         name=name,
         family="harmonization",
-        model=arch,
-        dim=dim,
+        model=f"keras:{arch}",
+        dim=ARCHS[arch].dim,
         image_size=224,
         mean=IMAGENET_MEAN,
         std=IMAGENET_STD,
-        weights=f"Harmonization {arch} (serre-lab), Keras weights only",
-        files=(),
-        build=None,
-        unavailable=(
-            f"the Harmonization {arch} weights are published only as Keras models "
-            "(serre-lab/harmonization) and no PyTorch port with published weights is known; "
-            "converting them is not supported here"
-        ),
+        weights=f"Harmonization {words} (serre-lab, {file}; Keras weights converted on load)",
+        files=(WeightFile(f"harmonization-{file}", HARMONIZATION_URL.format(file=file)),),
+        build=_keras(arch),
+        interpolation="tf_bicubic",
+    )
+
+
+def _imagenet_keras(name: str, arch: str, path: str, mean, std) -> EncoderSpec:
+    """The same Keras architecture with keras.applications' ImageNet weights (their own
+    preprocessing: mode 'tf', [-1, 1])."""
+    from visdecode.harmonization_models import ARCHS
+
+    return EncoderSpec(
+        name=name,
+        family="harmonization",
+        model=f"keras:{arch}",
+        dim=ARCHS[arch].dim,
+        image_size=224,
+        mean=mean,
+        std=std,
+        weights=f"keras.applications {ARCHS[arch].words} ImageNet weights (converted on load)",
+        files=(WeightFile(f"keras-{Path(path).name}", KERAS_APPS_URL.format(path=path)),),
+        build=_keras(arch),
+        interpolation="tf_bicubic",
+    )
+
+
+def _imagenet_timm(name: str, model: str, dim: int, crop_pct: float, words: str,
+                   mean=IMAGENET_MEAN, std=IMAGENET_STD, interpolation="bicubic",
+                   img_size: bool = False) -> EncoderSpec:  # fmt: skip
+    """The same architecture's standard ImageNet weights in timm, with timm's evaluation
+    transform for them (resize to 224 / crop_pct, centre crop 224, their normalisation)."""
+    return EncoderSpec(
+        name=name,
+        family="timm",
+        model=model,
+        dim=dim,
+        image_size=224,
+        mean=mean,
+        std=std,
+        weights=f"{words} (timm {model}, Hugging Face; no published checksum)",
+        files=(WeightFile(f"timm-{model}.safetensors", TIMM_HF_URL.format(model=model)),),
+        build=_timm(model, 224 if img_size else None),
+        resize=int(224 / crop_pct),
+        interpolation=interpolation,
     )
 
 
@@ -352,11 +420,31 @@ REGISTRY: dict[str, EncoderSpec] = {
               "dinov2/dinov2_vitb14/dinov2_vitb14_pretrain.pth"),
         _dino("dinov2_vitl14", 1024, "vit_large_patch14_dinov2.lvd142m", "DINOv2 ViT-L/14",
               "dinov2/dinov2_vitl14/dinov2_vitl14_pretrain.pth"),
-        _harmonization("harmonization_vitb16", 768, "ViT-B/16"),
-        _harmonization("harmonization_resnet50", 2048, "ResNet-50"),
-        _harmonization("harmonization_convnext", 768, "ConvNeXt-T"),
-        _harmonization("harmonization_levit", 384, "LeViT-S"),
-        _harmonization("harmonization_vgg16", 4096, "VGG-16"),
+        _harmonization("harmonization_vitb16", "vitb16", "vit-b16_harmonized.h5"),
+        _harmonization("harmonization_resnet50", "resnet50v2", "resnet50v2_harmonized.h5"),
+        _harmonization("harmonization_vgg16", "vgg16", "vgg16_harmonized.h5"),
+        _harmonization("harmonization_convnext", "convnext_tiny", "convnext_tiny_harmonized.h5"),
+        _harmonization("harmonization_levit", "levit128", "levit_small_harmonized.h5"),
+        _harmonization("harmonization_efficientnetb0", "efficientnetb0",
+                       "efficientnetB0_harmonized.h5"),
+        _harmonization("harmonization_maxvit", "maxvit_tiny", "maxvit_tiny_harmonized.h5"),
+        _imagenet_timm("vitb16_imagenet", "vit_base_patch16_224.orig_in21k_ft_in1k", 768, 0.9,
+                       "ViT-B/16, Google's original weights (ImageNet-21k, fine-tuned on 1k)",
+                       mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5), img_size=True),
+        _imagenet_keras("resnet50v2_imagenet", "resnet50v2",
+                        "resnet/resnet50v2_weights_tf_dim_ordering_tf_kernels.h5",
+                        mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5)),
+        _imagenet_timm("vgg16_imagenet", "vgg16.tv_in1k", 4096, 0.875,
+                       "VGG-16, torchvision's ImageNet weights", interpolation="bilinear"),
+        _imagenet_timm("convnext_imagenet", "convnext_tiny.fb_in1k", 768, 0.875,
+                       "ConvNeXt-T, the authors' ImageNet-1k weights"),
+        _imagenet_timm("levit_imagenet", "levit_128.fb_dist_in1k", 384, 0.9,
+                       "LeViT-128, the authors' ImageNet-1k weights", img_size=True),
+        _imagenet_timm("efficientnetb0_imagenet", "tf_efficientnet_b0.aa_in1k", 1280, 0.875,
+                       "EfficientNet-B0, the TensorFlow release's AutoAugment ImageNet weights "
+                       "(those of qubvel's efficientnet package)"),
+        _imagenet_timm("maxvit_imagenet", "maxvit_tiny_tf_224.in1k", 512, 0.95,
+                       "MaxViT-T, the TensorFlow release's ImageNet-1k weights", img_size=True),
         EncoderSpec(
             name="synth_resnet18",
             family="synthetic",
