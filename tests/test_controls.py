@@ -89,7 +89,7 @@ def controls(tmp_path_factory):
         "aligned": top1(planted, planted / "synth_resnet18_glocal.h5", planted / "a", seeds),
         "null_aligned": top1(planted, null / "synth_resnet18_glocal.h5", null / "a", seeds),
         "permuted": top1(planted, planted / "synth_resnet18_glocal.h5", planted / "p", seeds[:1],
-                         permute=True, subjects=SUBJECTS[:2]),
+                         permute=True, subjects=SUBJECTS[:1]),
         "random_directions": top1(planted, planted / "null_synth_resnet18_glocal.h5",
                                   planted / "r", seeds[:1], subjects=SUBJECTS[:2]),
     }  # fmt: skip

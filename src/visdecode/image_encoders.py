@@ -296,31 +296,10 @@ def _keras(arch: str) -> Callable[[list[Path]], nn.Module]:
     return build
 
 
-def _harmonization(name: str, arch: str, file: str) -> EncoderSpec:
-    """A Harmonization model: its Keras file (no published checksum: the SHA-256 is recorded
-    with the embeddings), converted to PyTorch on load (visdecode.harmonization_models);
-    TensorFlow's bicubic resize to 224 x 224, then the package's preprocess_input."""
-    from visdecode.harmonization_models import ARCHS
-
-    words = ARCHS[arch].words
-    return EncoderSpec(
-        name=name,
-        family="harmonization",
-        model=f"keras:{arch}",
-        dim=ARCHS[arch].dim,
-        image_size=224,
-        mean=IMAGENET_MEAN,
-        std=IMAGENET_STD,
-        weights=f"Harmonization {words} (serre-lab, {file}; Keras weights converted on load)",
-        files=(WeightFile(f"harmonization-{file}", HARMONIZATION_URL.format(file=file)),),
-        build=_keras(arch),
-        interpolation="tf_bicubic",
-    )
-
-
-def _imagenet_keras(name: str, arch: str, path: str, mean, std) -> EncoderSpec:
-    """The same Keras architecture with keras.applications' ImageNet weights (their own
-    preprocessing: mode 'tf', [-1, 1])."""
+def _keras_spec(name: str, arch: str, weights: str, file: WeightFile, mean, std) -> EncoderSpec:
+    """A Keras model's file (no published SHA-256: the file's is recorded with the
+    embeddings), converted to PyTorch on load (visdecode.harmonization_models); TensorFlow's
+    bicubic resize to 224 x 224, then the normalisation its weights were trained with."""
     from visdecode.harmonization_models import ARCHS
 
     return EncoderSpec(
@@ -331,11 +310,30 @@ def _imagenet_keras(name: str, arch: str, path: str, mean, std) -> EncoderSpec:
         image_size=224,
         mean=mean,
         std=std,
-        weights=f"keras.applications {ARCHS[arch].words} ImageNet weights (converted on load)",
-        files=(WeightFile(f"keras-{Path(path).name}", KERAS_APPS_URL.format(path=path)),),
+        weights=f"{weights} (Keras weights converted on load)",
+        files=(file,),
         build=_keras(arch),
         interpolation="tf_bicubic",
     )
+
+
+def _harmonization(name: str, arch: str, file: str) -> EncoderSpec:
+    """A Harmonization model: the package's preprocess_input (ImageNet mean and s.d.)."""
+    from visdecode.harmonization_models import ARCHS
+
+    wf = WeightFile(f"harmonization-{file}", HARMONIZATION_URL.format(file=file))
+    words = f"Harmonization {ARCHS[arch].words} (serre-lab, {file})"
+    return _keras_spec(name, arch, words, wf, IMAGENET_MEAN, IMAGENET_STD)
+
+
+def _imagenet_keras(name: str, arch: str, path: str, mean, std) -> EncoderSpec:
+    """The same Keras architecture with keras.applications' ImageNet weights and their own
+    preprocessing (ResNet50V2: mode 'tf', [-1, 1])."""
+    from visdecode.harmonization_models import ARCHS
+
+    wf = WeightFile(f"keras-{Path(path).name}", KERAS_APPS_URL.format(path=path))
+    words = f"keras.applications {ARCHS[arch].words} ImageNet weights"
+    return _keras_spec(name, arch, words, wf, mean, std)
 
 
 def _imagenet_timm(name: str, model: str, dim: int, crop_pct: float, words: str,
