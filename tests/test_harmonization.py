@@ -250,7 +250,7 @@ def test_in_graph_preprocessing_is_refused_not_dropped(keras_world, tmp_path):
     """keras.applications' EfficientNet carries Rescaling and Normalization layers with
     weights: a file with weights no rule reads is one line, not a model without them."""
     out, _ = keras_world
-    weights, _ = harmonization_models.read_keras_h5(out / "efficientnetb0.h5")
+    weights = harmonization_models.read_keras_h5(out / "efficientnetb0.h5")
     weights["normalization/mean"] = np.zeros(3, np.float32)
     harmonization_models.write_keras_h5(tmp_path / "e.h5", weights, lambda n: n.rsplit("/", 1)[0])
     with pytest.raises(InputError) as err:

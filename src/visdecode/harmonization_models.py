@@ -35,10 +35,10 @@ keras-cv-attention-models' `flatten`), EfficientNet-B0's pooled features (1280),
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -65,9 +65,9 @@ def _names(group, key: str) -> list[str]:
     return [v.decode() if isinstance(v, bytes) else str(v) for v in values]
 
 
-def read_keras_h5(path: Path | str) -> tuple[dict[str, np.ndarray], dict]:
+def read_keras_h5(path: Path | str) -> dict[str, np.ndarray]:
     """Every weight of a Keras legacy HDF5 file by its name without ':0' (e.g.
-    `block1_conv1/kernel`), and the file's attributes (`model_config` parsed when present)."""
+    `block1_conv1/kernel`)."""
     import h5py
 
     path = Path(path)
@@ -88,10 +88,7 @@ def read_keras_h5(path: Path | str) -> tuple[dict[str, np.ndarray], dict]:
             group = root[layer]
             for name in _names(group, "weight_names"):
                 out[name.split(":")[0]] = np.asarray(group[name])
-        meta = {k: v.decode() if isinstance(v, bytes) else v for k, v in f.attrs.items()}
-    if isinstance(meta.get("model_config"), str):
-        meta["model_config"] = json.loads(meta["model_config"])
-    return out, meta
+    return out
 
 
 def write_keras_h5(path: Path | str, weights: dict[str, np.ndarray], layer_of, rank=None) -> None:
@@ -579,8 +576,7 @@ def load(arch: str, path: Path | str, features: bool = True) -> nn.Module:
     """The Keras .h5 file of `arch` as a PyTorch model in eval mode: its embedding
     (penultimate layer) with `features`, else its 1000 logits."""
     spec = ARCHS[arch]
-    keras, _ = read_keras_h5(path)
-    state = to_torch(arch, keras, str(path))
+    state = to_torch(arch, read_keras_h5(path), str(path))
     model = spec.make()
     own = model.state_dict()
     for key, value in state.items():
@@ -610,10 +606,12 @@ def _keys_table(size: int = 1024, a: float = -0.5) -> np.ndarray:
     return table
 
 
+@lru_cache(maxsize=16)
 def _tf_bicubic_matrix(n_in: int, n_out: int) -> np.ndarray:
     """(n_out, n_in) weights of `tf.image.resize(..., 'bicubic')` (antialias off) along one
     axis: half-pixel centres, Keys' kernel looked up in TensorFlow's 1024-entry table, taps
-    outside the image dropped and the rest renormalised."""
+    outside the image dropped and the rest renormalised. Cached: an image set's images mostly
+    share their size (read-only: never modify the array returned)."""
     table, size = _keys_table(), 1024
     f32 = np.float32
     scale = f32(n_in) / f32(n_out)  # TensorFlow computes the positions in float32
